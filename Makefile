@@ -1,0 +1,33 @@
+# `make test` and `make bench` each create/refresh .venv idempotently, then run.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_WORKERS ?= 2
+
+.PHONY: test bench bench-full clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# A stamp per extra set; re-installs only when pyproject.toml changes.
+$(VENV)/.stamp-test: pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -e ".[test,notebooks]"
+	touch $@
+
+$(VENV)/.stamp-bench: pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -e ".[bench]"
+	touch $@
+
+test: $(VENV)/.stamp-test
+	$(PY) -m pytest --doctest-modules jaxconv -q
+	$(PY) -m pytest tests -q -n $(PYTEST_WORKERS)
+
+bench: $(VENV)/.stamp-bench
+	$(PY) -m bench --quick
+
+bench-full: $(VENV)/.stamp-bench
+	$(PY) -m bench --full
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
