@@ -1,0 +1,28 @@
+"""jaxconv: pure, differentiable convolutions for JAX, computed several ways.
+
+One call, `jaxconv.conv(x, w, ..., method=...)`, computes the same convolution
+with XLA's native convolution ('lax'), shift-and-add ('direct') or patches +
+GEMM ('im2col'); every method is differentiable to any order, `jit`/`vmap`
+safe, and checked against `jax.lax.conv_general_dilated`
+(`jaxconv.testing.check_against_lax`).
+"""
+
+from ._conv import conv as conv
+from ._conv import conv_general_dilated as conv_general_dilated
+from ._conv import conv_transpose as conv_transpose
+from ._conv import method_names as method_names
+from ._geometry import output_shape as output_shape
+from ._patches import fold as fold
+from ._patches import unfold as unfold
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "conv",
+    "conv_general_dilated",
+    "conv_transpose",
+    "fold",
+    "method_names",
+    "output_shape",
+    "unfold",
+]

@@ -1,0 +1,303 @@
+"""The public convolutions: validate -> pad -> dispatch to a method -> bias.
+
+Every public function normalises its arguments into one `Geometry`
+(`_geometry.make_geometry`), applies non-zero padding modes and the kernel flip
+once, then hands channels-first arrays to the chosen method. Methods never see
+layouts, bias or padding modes.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from . import _select
+from ._geometry import Geometry, _is_int, _shape_of, make_geometry, ntuple, normalize_padding
+from ._methods import METHODS
+from ._padding import method_geometry, pad_mode
+
+AUTO = "auto"
+
+
+def method_names() -> tuple[str, ...]:
+  """Names accepted by `method=` (besides 'auto')."""
+  return tuple(METHODS)
+
+
+def _check_method(method, fn: str) -> None:
+  if not isinstance(method, str) or (method != AUTO and method not in METHODS):
+    names = ", ".join(repr(m) for m in (AUTO, *METHODS))
+    raise ValueError(f"{fn}: unknown `method`; got method={method!r}, expected one of {names}.")
+
+
+def _dispatch(x, w, g: Geometry, method: str, fn: str):
+  if method == AUTO:
+    method, _ = _select.select(g)
+  reason = METHODS[method].supports(g)
+  if reason is not None:
+    others = [m for m, mod in METHODS.items() if m != method and mod.supports(g) is None]
+    raise NotImplementedError(
+        f"{fn}: method={method!r} does not support this convolution ({reason}); use "
+        f"{', '.join(repr(m) for m in others)} or 'auto'.")
+  return METHODS[method].conv(x, w, g)
+
+
+def _check_bias(b, out_channels: int, fn: str) -> None:
+  if b is None:
+    return
+  shape = _shape_of(b, "b", fn)
+  if shape != (out_channels,):
+    raise ValueError(
+        f"{fn}: `b` must have shape (C_out,) = ({out_channels},); got b.shape={shape}.")
+
+
+def _add_bias(y, b):
+  if b is None:
+    return y
+  b = jnp.asarray(b).astype(y.dtype)
+  return y + b.reshape((1, -1) + (1,) * (y.ndim - 2))
+
+
+def _run(x, w, b, g: Geometry, method: str, fn: str):
+  """The shared tail: padding mode, flip, dispatch, bias."""
+  x, w = jnp.asarray(x), jnp.asarray(w)
+  if g.padding_mode != "zeros":
+    x = pad_mode(x, g.padding, g.padding_mode)
+    g = method_geometry(g)
+  if g.flip:
+    w = jnp.flip(w, axis=tuple(range(2, w.ndim)))
+  return _add_bias(_dispatch(x, w, g, method, fn), b)
+
+
+def conv(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1,
+         padding_mode="zeros", flip=False, method="auto", precision=None):
+  """N-d convolution (cross-correlation), as `torch.nn.functional.conv{1,2,3}d`.
+
+  Args:
+    x: input `(N, C_in, *spatial)`, any number >= 1 of spatial dims.
+    w: kernel `(C_out, C_in // groups, *kernel)`.
+    b: optional bias `(C_out,)`.
+    stride: int or per-dim ints. Default 1.
+    padding: int, per-dim ints, per-dim `(lo, hi)` pairs (negative crops), or
+      'VALID'/'SAME'/'SAME_LOWER'/'FULL' (case-insensitive; 'SAME' exactly as
+      lax computes it). Default 0.
+    dilation: kernel dilation, int or per-dim ints. Default 1.
+    groups: feature groups; `groups == C_in` is depthwise. Default 1.
+    padding_mode: 'zeros', 'reflect', 'replicate' or 'circular', with PyTorch's
+      `nn.ConvNd(padding_mode=...)` meaning. Default 'zeros'.
+    flip: True computes the true convolution (kernel flipped in every spatial
+      dim, seed 001); False the cross-correlation deep learning calls
+      convolution. Default False.
+    method: 'auto', 'lax', 'direct', 'im2col' (and any other registered
+      method). Default 'auto'.
+    precision: as lax's `precision`, passed to every contraction.
+
+  Returns:
+    `(N, C_out, *out)` with `out = floor((n + lo + hi - dilation * (k - 1) - 1)
+    / stride) + 1` per dim, in the dtype lax returns.
+
+  Raises:
+    TypeError: non-array `x`/`w`/`b`, mismatched dtypes, arguments of the wrong kind.
+    ValueError: shapes that do not match, bad strides/padding/groups/modes, an
+      unknown method, or an empty output.
+    NotImplementedError: the chosen method cannot compute this geometry.
+
+  Example:
+    >>> import jax.numpy as jnp, numpy as np, jaxconv
+    >>> x = jnp.array([[[1.0, 2.0, 3.0, 4.0]]])        # (N=1, C=1, L=4)
+    >>> h = jnp.array([[[1.0, 0.0, -1.0]]])            # (C_out=1, C_in=1, K=3)
+    >>> print(np.asarray(jaxconv.conv(x, h, method="direct")))
+    [[[-2. -2.]]]
+  """
+  fn = "jaxconv.conv"
+  _check_method(method, fn)
+  g = make_geometry(fn, x, w, stride=stride, padding=padding, dilation=dilation,
+                    groups=groups, padding_mode=padding_mode, flip=flip,
+                    precision=precision)
+  _check_bias(b, g.out_channels, fn)
+  return _run(x, w, b, g, method, fn)
+
+
+def conv_transpose(x, w, b=None, *, stride=1, padding=0, output_padding=0,
+                   dilation=1, groups=1, method="auto", precision=None):
+  """N-d transposed convolution, as `torch.nn.functional.conv_transpose{1,2,3}d`.
+
+  The gradient of `conv` with respect to its input (seed 001: the backward
+  pass is multiplication by the transposed matrix): a convolution of the
+  stride-dilated input with the spatially flipped, in/out-swapped kernel.
+
+  Args:
+    x: input `(N, C_in, *spatial)`.
+    w: kernel `(C_in, C_out // groups, *kernel)` (PyTorch's layout).
+    b: optional bias `(C_out,)`.
+    stride: int or per-dim ints. Default 1.
+    padding: int, per-dim ints or per-dim `(lo, hi)` pairs: how much is cropped
+      from each side of the full output (`dilation * (k - 1) - padding` zeros
+      are added around the dilated input). Default 0.
+    output_padding: extra size added to the high side of each dim; must be
+      smaller than the stride or the dilation. Default 0.
+    dilation: kernel dilation. Default 1.
+    groups: feature groups. Default 1.
+    method: as for `conv`. Default 'auto'.
+    precision: as lax's `precision`.
+
+  Returns:
+    `(N, C_out, *out)`, `out = (n - 1) * stride - lo - hi + dilation * (k - 1)
+    + output_padding + 1` per dim.
+
+  Raises:
+    TypeError: non-array inputs or arguments of the wrong kind.
+    ValueError: mismatched shapes, bad arguments, `output_padding` too large.
+
+  Example:
+    >>> import jax.numpy as jnp, numpy as np, jaxconv
+    >>> x = jnp.array([[[[1.0, 2.0], [3.0, 4.0]]]])    # (1, 1, 2, 2)
+    >>> w = jnp.ones((1, 1, 2, 2))
+    >>> print(np.asarray(jaxconv.conv_transpose(x, w, stride=2))[0, 0])
+    [[1. 1. 2. 2.]
+     [1. 1. 2. 2.]
+     [3. 3. 4. 4.]
+     [3. 3. 4. 4.]]
+  """
+  fn = "jaxconv.conv_transpose"
+  _check_method(method, fn)
+  x_shape, w_shape = _shape_of(x, "x", fn), _shape_of(w, "w", fn)
+  if len(x_shape) < 3 or len(w_shape) != len(x_shape):
+    raise ValueError(
+        f"{fn}: `x` must be (N, C_in, *spatial) and `w` (C_in, C_out // groups, *kernel) "
+        f"of the same rank; got x.shape={x_shape} and w.shape={w_shape}.")
+  if not _is_int(groups) or groups < 1:
+    raise ValueError(f"{fn}: `groups` must be a positive int; got groups={groups!r}.")
+  if w_shape[0] != x_shape[1]:
+    raise ValueError(
+        f"{fn}: w.shape[0] must equal the input channels C_in={x_shape[1]} (PyTorch's "
+        f"(C_in, C_out // groups, *kernel) layout); got w.shape={w_shape}.")
+  if x_shape[1] % groups:
+    raise ValueError(
+        f"{fn}: `groups` must divide the input channels; {groups} does not divide "
+        f"C_in={x_shape[1]}.")
+  rank = len(x_shape) - 2
+  kernel = w_shape[2:]
+  s = ntuple(stride, rank, "stride", fn)
+  d = ntuple(dilation, rank, "dilation", fn)
+  op = ntuple(output_padding, rank, "output_padding", fn, minimum=0)
+  if any(o >= ss and o >= dd for o, ss, dd in zip(op, s, d)):
+    raise ValueError(
+        f"{fn}: `output_padding` must be smaller than either the stride or the "
+        f"dilation; got output_padding={op}, stride={s}, dilation={d}.")
+  if isinstance(padding, str):
+    raise TypeError(
+        f"{fn}: `padding` must be an int, per-dim ints or (lo, hi) pairs; got "
+        f"padding={padding!r}.")
+  crop = normalize_padding(padding, x_shape[2:], kernel, s, d, fn)
+  pads = tuple((dd * (k - 1) - lo, dd * (k - 1) - hi + o)
+               for (lo, hi), k, dd, o in zip(crop, kernel, d, op))
+  # (C_in, C_out/G, *k) -> (C_out, C_in/G, *k): swap in/out within each group.
+  cin_g, cout_g = x_shape[1] // groups, w_shape[1]
+  w_conv = jnp.asarray(w).reshape(groups, cin_g, cout_g, *kernel)
+  w_conv = jnp.swapaxes(w_conv, 1, 2).reshape(groups * cout_g, cin_g, *kernel)
+  g = make_geometry(fn, x, w_conv, stride=1, padding=pads, dilation=d, lhs_dilation=s,
+                    groups=groups, flip=True, precision=precision)
+  _check_bias(b, g.out_channels, fn)
+  return _run(x, w_conv, b, g, method, fn)
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                         rhs_dilation=None, dimension_numbers=None,
+                         feature_group_count=1, batch_group_count=1, precision=None,
+                         preferred_element_type=None, *, method="auto"):
+  """A drop-in for `jax.lax.conv_general_dilated` that can pick the algorithm.
+
+  Same arguments and same result as lax's function (layouts through
+  `dimension_numbers`, lhs/rhs dilation, feature and batch groups, precision,
+  preferred_element_type); `method` chooses how it is computed. Use it wherever
+  lax's function is accepted, e.g. Flax's
+  `nn.Conv(..., conv_general_dilated=functools.partial(
+  jaxconv.conv_general_dilated, method="im2col"))`.
+
+  Args:
+    lhs: input, layout given by `dimension_numbers` (default `NC...`).
+    rhs: kernel, layout given by `dimension_numbers` (default `OI...`).
+    window_strides: per-dim strides.
+    padding: 'VALID', 'SAME', 'SAME_LOWER', 'FULL' or per-dim `(lo, hi)` pairs.
+    lhs_dilation: per-dim input dilation (transposed convolutions).
+    rhs_dilation: per-dim kernel dilation (atrous convolutions).
+    dimension_numbers: as lax's: None, a `ConvDimensionNumbers`, or a tuple of
+      layout strings such as `('NHWC', 'HWIO', 'NHWC')`.
+    feature_group_count: feature groups.
+    batch_group_count: batch groups (used by grouped weight gradients).
+    precision: as lax's.
+    preferred_element_type: accumulation and output dtype, as lax's.
+    method: 'auto' or a method name. Keyword only.
+
+  Returns:
+    The convolution, in the layout `dimension_numbers` gives for the output.
+
+  Raises:
+    TypeError, ValueError: as `conv`, naming lax's argument names.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, numpy as np, jaxconv
+    >>> x = jnp.ones((1, 5, 5, 2)); w = jnp.ones((3, 3, 2, 4))
+    >>> y = jaxconv.conv_general_dilated(x, w, (1, 1), "SAME",
+    ...     dimension_numbers=("NHWC", "HWIO", "NHWC"), method="im2col")
+    >>> ref = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
+    ...     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    >>> y.shape, bool(jnp.allclose(y, ref))
+    ((1, 5, 5, 4), True)
+  """
+  fn = "jaxconv.conv_general_dilated"
+  _check_method(method, fn)
+  lhs_shape, rhs_shape = _shape_of(lhs, "lhs", fn), _shape_of(rhs, "rhs", fn)
+  if len(lhs_shape) < 3 or len(rhs_shape) != len(lhs_shape):
+    raise ValueError(
+        f"{fn}: `lhs` and `rhs` must have the same rank >= 3; got lhs.shape={lhs_shape} "
+        f"and rhs.shape={rhs_shape}.")
+  rank = len(lhs_shape) - 2
+  dnums = lax.conv_dimension_numbers(lhs_shape, rhs_shape, dimension_numbers)
+  for name, count in (("feature_group_count", feature_group_count),
+                      ("batch_group_count", batch_group_count)):
+    if not _is_int(count) or count < 1:
+      raise ValueError(f"{fn}: `{name}` must be a positive int; got {name}={count!r}.")
+  if feature_group_count > 1 and batch_group_count > 1:
+    raise ValueError(
+        f"{fn}: at most one of `feature_group_count` and `batch_group_count` may be > 1; "
+        f"got {feature_group_count} and {batch_group_count}.")
+  x = jnp.transpose(jnp.asarray(lhs), dnums.lhs_spec)
+  w = jnp.transpose(jnp.asarray(rhs), dnums.rhs_spec)
+  groups = feature_group_count
+  if batch_group_count > 1:
+    x = _batch_groups_to_feature_groups(x, w.shape[0], batch_group_count, fn)
+    groups = batch_group_count
+  if isinstance(window_strides, (int, np.integer)) or window_strides is None:
+    raise TypeError(
+        f"{fn}: `window_strides` must be a sequence of {rank} ints; got "
+        f"window_strides={window_strides!r}.")
+  g = make_geometry(fn, x, w, stride=window_strides, padding=padding,
+                    dilation=1 if rhs_dilation is None else rhs_dilation,
+                    lhs_dilation=1 if lhs_dilation is None else lhs_dilation,
+                    groups=groups, precision=precision,
+                    preferred_element_type=preferred_element_type)
+  y = _run(x, w, None, g, method, fn)
+  return jnp.transpose(y, np.argsort(dnums.out_spec))
+
+
+def _batch_groups_to_feature_groups(x, out_channels: int, count: int, fn: str):
+  """lax's batch groups as feature groups: `(B*N', C, ...) -> (N', B*C, ...)`.
+
+  Output channels of batch group `b` see only batch slice `b`; stacking the
+  slices along channels turns that into `count` ordinary feature groups.
+  """
+  n, c = x.shape[:2]
+  if n % count:
+    raise ValueError(
+        f"{fn}: `batch_group_count` must divide the batch size; {count} does not "
+        f"divide {n}.")
+  if out_channels % count:
+    raise ValueError(
+        f"{fn}: `batch_group_count` must divide the output features; {count} does not "
+        f"divide {out_channels}.")
+  x = x.reshape(count, n // count, c, *x.shape[2:])
+  return jnp.swapaxes(x, 0, 1).reshape(n // count, count * c, *x.shape[3:])
+

@@ -1,0 +1,378 @@
+"""Argument normalisation and validation, done once, into a frozen `Geometry`.
+
+Everything here works on static Python values (shapes, ints, strings), never on
+array values, so it is safe under `jit`/`vmap`/`grad`. All shape arithmetic of
+the library lives here; methods read it from `Geometry`, never re-derive it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from jax import lax
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+PADDING_STRINGS = ("VALID", "SAME", "SAME_LOWER", "FULL")
+
+Pairs = tuple[tuple[int, int], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Geometry:
+  """Everything static about one convolution: hashable, so usable under `jit`.
+
+  Layout is always channels-first: `x` is `(N, C_in, *spatial)` and `w` is
+  `(C_out, C_in // groups, *kernel)`. `padding` is the *zero* padding a method
+  applies (lax semantics: `(lo, hi)` per spatial dim, negative crops); padding
+  modes other than zeros are applied before a method runs, so a method's
+  geometry always has `padding_mode == "zeros"` for the padding it sees.
+
+  Attributes:
+    in_shape: `(N, C_in, *spatial)` of the input a method receives.
+    kernel_shape: `(C_out, C_in // groups, *kernel)`.
+    stride: window strides, one per spatial dim.
+    padding: `(lo, hi)` zero padding per spatial dim (may be negative).
+    dilation: kernel (rhs) dilation per spatial dim.
+    lhs_dilation: input (lhs) dilation per spatial dim (transposed convs).
+    groups: feature groups.
+    padding_mode: the user's padding mode (informational for methods).
+    flip: True for true convolution (kernel flipped) rather than correlation.
+      The public functions flip the kernel before a method runs.
+    dtype: dtype of `x` (and `w`).
+    precision: passed to every dot/einsum; as lax's `precision`.
+    preferred_element_type: accumulation/output dtype, as lax's.
+  """
+
+  in_shape: tuple[int, ...]
+  kernel_shape: tuple[int, ...]
+  stride: tuple[int, ...]
+  padding: Pairs
+  dilation: tuple[int, ...]
+  lhs_dilation: tuple[int, ...]
+  groups: int = 1
+  padding_mode: str = "zeros"
+  flip: bool = False
+  dtype: Any = np.dtype("float32")
+  precision: Any = None
+  preferred_element_type: Any = None
+
+  # --- sizes -------------------------------------------------------------
+  @property
+  def rank(self) -> int:
+    """Number of spatial dimensions."""
+    return len(self.in_shape) - 2
+
+  @property
+  def batch(self) -> int:
+    return self.in_shape[0]
+
+  @property
+  def in_channels(self) -> int:
+    return self.in_shape[1]
+
+  @property
+  def out_channels(self) -> int:
+    return self.kernel_shape[0]
+
+  @property
+  def in_channels_per_group(self) -> int:
+    return self.kernel_shape[1]
+
+  @property
+  def out_channels_per_group(self) -> int:
+    return self.kernel_shape[0] // self.groups
+
+  @property
+  def in_spatial(self) -> tuple[int, ...]:
+    return tuple(self.in_shape[2:])
+
+  @property
+  def kernel_size(self) -> tuple[int, ...]:
+    return tuple(self.kernel_shape[2:])
+
+  @property
+  def effective_kernel_size(self) -> tuple[int, ...]:
+    """Kernel extent after rhs dilation: `d * (k - 1) + 1`."""
+    return tuple(_dilate_dim(k, d) for k, d in zip(self.kernel_size, self.dilation))
+
+  @property
+  def padded_spatial(self) -> tuple[int, ...]:
+    """Input extent after lhs dilation and zero padding."""
+    return tuple(
+        _dilate_dim(n, ld) + lo + hi
+        for n, ld, (lo, hi) in zip(self.in_spatial, self.lhs_dilation, self.padding))
+
+  @property
+  def out_spatial(self) -> tuple[int, ...]:
+    """Output spatial shape: the seeds' floor formula, per dim."""
+    return tuple(
+        (p - ek) // s + 1
+        for p, ek, s in zip(self.padded_spatial, self.effective_kernel_size, self.stride))
+
+  @property
+  def out_shape(self) -> tuple[int, ...]:
+    return (self.batch, self.out_channels, *self.out_spatial)
+
+  @property
+  def is_depthwise(self) -> bool:
+    """One input channel per group (depthwise / channel-multiplier convs)."""
+    return self.in_channels_per_group == 1 and self.groups > 1
+
+  @property
+  def is_unit(self) -> bool:
+    """No stride, dilation or padding: the plainest 'VALID' correlation."""
+    return (all(s == 1 for s in self.stride) and all(d == 1 for d in self.dilation)
+            and all(d == 1 for d in self.lhs_dilation)
+            and all(p == (0, 0) for p in self.padding))
+
+  @property
+  def flops(self) -> int:
+    """Multiply-adds x 2 of the direct definition (no skipped zeros)."""
+    return (2 * self.batch * self.out_channels * math.prod(self.out_spatial)
+            * self.in_channels_per_group * math.prod(self.kernel_size))
+
+  def replace(self, **changes) -> Geometry:
+    return dataclasses.replace(self, **changes)
+
+
+def _dilate_dim(n: int, d: int) -> int:
+  return 0 if n == 0 else 1 + d * (n - 1)
+
+
+# --- normalisers ------------------------------------------------------------
+
+def _is_int(v) -> bool:
+  return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def ntuple(value, rank: int, name: str, fn: str, *, minimum: int = 1) -> tuple[int, ...]:
+  """An int or a per-dim sequence of ints -> a `rank`-tuple, each >= `minimum`."""
+  if _is_int(value):
+    out = (int(value),) * rank
+  elif isinstance(value, Sequence) and not isinstance(value, str):
+    if not all(_is_int(v) for v in value):
+      raise TypeError(
+          f"{fn}: `{name}` must be an int or a sequence of ints; got {name}={value!r}.")
+    if len(value) != rank:
+      raise ValueError(
+          f"{fn}: `{name}` must have one entry per spatial dimension ({rank}); "
+          f"got {name}={tuple(value)!r} of length {len(value)}.")
+    out = tuple(int(v) for v in value)
+  else:
+    raise TypeError(
+        f"{fn}: `{name}` must be an int or a sequence of ints; got {name}={value!r}.")
+  if any(v < minimum for v in out):
+    what = "positive" if minimum == 1 else f">= {minimum}"
+    raise ValueError(f"{fn}: `{name}` must be {what}; got {name}={value!r}.")
+  return out
+
+
+def normalize_padding(padding, in_spatial: Sequence[int], kernel_size: Sequence[int],
+                      stride: Sequence[int], dilation: Sequence[int],
+                      fn: str, name: str = "padding") -> Pairs:
+  """Any accepted padding form -> `((lo, hi), ...)`, one pair per spatial dim.
+
+  Strings are case-insensitive: 'VALID', 'SAME' and 'SAME_LOWER' exactly as
+  `lax.padtype_to_pads` computes them (on the undilated input, dilated kernel),
+  and 'FULL', which pads `d * (k - 1)` on both sides.
+  """
+  rank = len(in_spatial)
+  eff = [_dilate_dim(k, d) for k, d in zip(kernel_size, dilation)]
+  if isinstance(padding, str):
+    upper = padding.upper()
+    if upper == "FULL":
+      return tuple((e - 1, e - 1) for e in eff)
+    if upper in ("VALID", "SAME", "SAME_LOWER"):
+      pads = lax.padtype_to_pads(tuple(in_spatial), tuple(eff), tuple(stride), upper)
+      return tuple((int(lo), int(hi)) for lo, hi in pads)
+    raise ValueError(
+        f"{fn}: unknown `{name}` string; got {name}={padding!r}, expected one of "
+        f"{', '.join(repr(p) for p in PADDING_STRINGS)} (case-insensitive), an int, "
+        "per-dim ints or per-dim (lo, hi) pairs.")
+  if _is_int(padding):
+    return ((int(padding), int(padding)),) * rank
+  if isinstance(padding, Sequence):
+    if len(padding) != rank:
+      raise ValueError(
+          f"{fn}: `{name}` must have one entry per spatial dimension ({rank}); "
+          f"got {name}={padding!r} of length {len(padding)}.")
+    pairs = []
+    for p in padding:
+      if _is_int(p):
+        pairs.append((int(p), int(p)))
+      elif (isinstance(p, Sequence) and not isinstance(p, str) and len(p) == 2
+            and all(_is_int(v) for v in p)):
+        pairs.append((int(p[0]), int(p[1])))
+      else:
+        raise TypeError(
+            f"{fn}: each entry of `{name}` must be an int or a (lo, hi) pair of ints; "
+            f"got {name}={padding!r}.")
+    return tuple(pairs)
+  raise TypeError(
+      f"{fn}: `{name}` must be an int, a sequence of ints or (lo, hi) pairs, or a "
+      f"string; got {name}={padding!r}.")
+
+
+def _shape_of(a, name: str, fn: str) -> tuple[int, ...]:
+  shape = getattr(a, "shape", None)
+  dtype = getattr(a, "dtype", None)
+  if shape is None or dtype is None:
+    raise TypeError(
+        f"{fn}: `{name}` must be an array (jax.Array, np.ndarray or tracer); "
+        f"got {type(a).__name__}.")
+  return tuple(int(s) for s in shape)
+
+
+def canonical_precision(precision):
+  """Make `precision` hashable (lists -> tuples); values are lax's."""
+  if isinstance(precision, list):
+    return tuple(precision)
+  return precision
+
+
+def make_geometry(fn: str, x, w, *, stride=1, padding=0, dilation=1, lhs_dilation=1,
+                  groups=1, padding_mode="zeros", flip=False, precision=None,
+                  preferred_element_type=None) -> Geometry:
+  """Validate arguments of `fn` against the shapes of `x` and `w`.
+
+  `x` is `(N, C_in, *spatial)`, `w` is `(C_out, C_in // groups, *kernel)`;
+  both may be arrays, tracers or `jax.ShapeDtypeStruct`s.
+
+  Raises:
+    TypeError: a non-array input, or an argument of the wrong kind.
+    ValueError: shapes or values that do not make a convolution.
+  """
+  x_shape = _shape_of(x, "x", fn)
+  w_shape = _shape_of(w, "w", fn)
+  if len(x_shape) < 3:
+    raise ValueError(
+        f"{fn}: `x` must be (N, C_in, *spatial) with at least one spatial dim; "
+        f"got x.shape={x_shape}.")
+  if len(w_shape) != len(x_shape):
+    raise ValueError(
+        f"{fn}: `w` must have the same rank as `x`, (C_out, C_in // groups, *kernel); "
+        f"got x.shape={x_shape} (rank {len(x_shape)}) and w.shape={w_shape} "
+        f"(rank {len(w_shape)}).")
+  if np.dtype(x.dtype) != np.dtype(w.dtype):
+    raise TypeError(
+        f"{fn}: `x` and `w` must have the same dtype; got x.dtype={np.dtype(x.dtype)} "
+        f"and w.dtype={np.dtype(w.dtype)}.")
+  rank = len(x_shape) - 2
+  if not _is_int(groups):
+    raise TypeError(f"{fn}: `groups` must be an int; got groups={groups!r}.")
+  groups = int(groups)
+  if groups < 1:
+    raise ValueError(f"{fn}: `groups` must be positive; got groups={groups}.")
+  c_in, c_out = x_shape[1], w_shape[0]
+  if c_in % groups:
+    raise ValueError(
+        f"{fn}: `groups` must divide the input channels; {groups} does not divide "
+        f"C_in={c_in} (x.shape={x_shape}).")
+  if c_out % groups:
+    raise ValueError(
+        f"{fn}: `groups` must divide the output channels; {groups} does not divide "
+        f"C_out={c_out} (w.shape={w_shape}).")
+  if w_shape[1] * groups != c_in:
+    raise ValueError(
+        f"{fn}: w has {w_shape[1]} input channels per group but x has {c_in} channels "
+        f"and groups={groups} (expected w.shape[1] == {c_in // groups}).")
+  if any(k < 1 for k in w_shape[2:]):
+    raise ValueError(f"{fn}: kernel spatial sizes must be positive; got w.shape={w_shape}.")
+  if any(n < 1 for n in x_shape[2:]):
+    raise ValueError(f"{fn}: input spatial sizes must be positive; got x.shape={x_shape}.")
+
+  stride = ntuple(stride, rank, "stride", fn)
+  dilation = ntuple(dilation, rank, "dilation", fn)
+  lhs_dilation = ntuple(lhs_dilation, rank, "lhs_dilation", fn)
+  if not isinstance(padding_mode, str) or padding_mode not in PADDING_MODES:
+    raise ValueError(
+        f"{fn}: unknown `padding_mode`; got padding_mode={padding_mode!r}, expected one "
+        f"of {', '.join(repr(m) for m in PADDING_MODES)}.")
+  if not isinstance(flip, (bool, np.bool_)):
+    raise TypeError(f"{fn}: `flip` must be a bool; got flip={flip!r}.")
+  # As lax.conv_general_dilated: padding strings see the undilated input shape.
+  pads = normalize_padding(padding, x_shape[2:], w_shape[2:], stride, dilation, fn)
+  if padding_mode != "zeros":
+    _check_mode_padding(fn, padding_mode, pads, x_shape[2:], lhs_dilation)
+
+  g = Geometry(
+      in_shape=x_shape, kernel_shape=w_shape, stride=stride, padding=pads,
+      dilation=dilation, lhs_dilation=lhs_dilation, groups=groups,
+      padding_mode=padding_mode, flip=bool(flip), dtype=np.dtype(x.dtype),
+      precision=canonical_precision(precision),
+      preferred_element_type=(None if preferred_element_type is None
+                              else np.dtype(preferred_element_type)))
+  padded = g.padded_spatial
+  if any(p < ek for p, ek in zip(padded, g.effective_kernel_size)):
+    raise ValueError(
+        f"{fn}: the kernel is larger than the padded input, so the output is empty; "
+        f"padded input spatial {padded} vs dilated kernel {g.effective_kernel_size} "
+        f"(x.shape={x_shape}, w.shape={w_shape}, padding={pads}, dilation={dilation}).")
+  return g
+
+
+def _check_mode_padding(fn, mode, pads, spatial, lhs_dilation):
+  if any(d != 1 for d in lhs_dilation):
+    raise ValueError(
+        f"{fn}: padding_mode={mode!r} cannot be combined with lhs_dilation "
+        f"{lhs_dilation}; use padding_mode='zeros'.")
+  for (lo, hi), n in zip(pads, spatial):
+    if lo < 0 or hi < 0:
+      raise ValueError(
+          f"{fn}: padding_mode={mode!r} needs non-negative padding; got padding={pads}.")
+    if mode == "reflect" and max(lo, hi) >= n:
+      raise ValueError(
+          f"{fn}: padding_mode='reflect' needs padding smaller than the input size; "
+          f"got padding={pads} for spatial shape {tuple(spatial)}.")
+    if mode == "circular" and max(lo, hi) > n:
+      raise ValueError(
+          f"{fn}: padding_mode='circular' needs padding at most the input size; "
+          f"got padding={pads} for spatial shape {tuple(spatial)}.")
+
+
+def output_shape(input_size, kernel_size, *, stride=1, padding=0, dilation=1):
+  """Spatial output shape of a convolution (the floor formula of the seeds).
+
+  `out = floor((n + lo + hi - dilation * (k - 1) - 1) / stride) + 1` per dim,
+  where `padding=p` means `lo = hi = p`.
+
+  Args:
+    input_size: spatial input size, an int (1-D) or a tuple of ints.
+    kernel_size: an int (same for every dim) or a tuple of ints.
+    stride: int or per-dim ints. Default 1.
+    padding: int, per-dim ints, per-dim (lo, hi) pairs or 'VALID'/'SAME'/'FULL'.
+    dilation: int or per-dim ints. Default 1.
+
+  Returns:
+    A tuple of ints, one per spatial dim.
+
+  Raises:
+    ValueError: non-positive sizes, or an empty output.
+
+  Example:
+    >>> import jaxconv
+    >>> jaxconv.output_shape((32, 32), 3, padding=1)
+    (32, 32)
+    >>> jaxconv.output_shape(224, 7, stride=2, padding=3)
+    (112,)
+  """
+  fn = "jaxconv.output_shape"
+  sizes = (input_size,) if _is_int(input_size) else tuple(input_size)
+  sizes = ntuple(sizes, len(sizes), "input_size", fn)
+  rank = len(sizes)
+  k = ntuple(kernel_size, rank, "kernel_size", fn)
+  s = ntuple(stride, rank, "stride", fn)
+  d = ntuple(dilation, rank, "dilation", fn)
+  pads = normalize_padding(padding, sizes, k, s, d, fn)
+  out = tuple((n + lo + hi - _dilate_dim(kk, dd)) // ss + 1
+              for n, (lo, hi), kk, dd, ss in zip(sizes, pads, k, d, s))
+  if any(o < 1 for o in out):
+    raise ValueError(
+        f"{fn}: the kernel is larger than the padded input, so the output is empty; "
+        f"got input_size={sizes}, kernel_size={k}, padding={pads}, dilation={d}.")
+  return out
+

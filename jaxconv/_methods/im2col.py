@@ -1,0 +1,39 @@
+"""`method="im2col"`: patches + one GEMM (seed 000 section 5, seed 001).
+
+The padded input is unfolded into `(N, C_in * prod(kernel), L)` columns in
+PyTorch's order, the kernel flattened to `(C_out, C_in/groups * prod(kernel))`,
+and the convolution is one batched matrix product per group. Memory is the
+patch tensor plus inputs and outputs; a 1x1 stride-1 conv needs no patches at
+all and is a plain GEMM over channels.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .._geometry import Geometry
+from .._padding import pad_and_dilate
+from .._patches import extract_patches
+from ._common import grouped_matmul, out_dtype
+
+
+def supports(g: Geometry) -> str | None:
+  """Every geometry: padding and lhs dilation go through one `lax.pad`."""
+  del g
+  return None
+
+
+def conv(x, w, g: Geometry):
+  """`W_row @ unfold(x)` per group, reshaped to the output."""
+  n, groups = g.batch, g.groups
+  cg, og = g.in_channels_per_group, g.out_channels_per_group
+  taps = math.prod(g.kernel_size)
+  length = math.prod(g.out_spatial)
+  xp = pad_and_dilate(x, g)
+  if taps == 1 and all(s == 1 for s in g.stride):
+    cols = xp.reshape(n, groups, cg, length)  # 1x1: the input is its own patch matrix
+  else:
+    patches = extract_patches(xp, g.kernel_size, g.dilation, g.stride, g.out_spatial)
+    cols = patches.reshape(n, groups, cg * taps, length)
+  wg = w.reshape(groups, og, cg * taps)
+  return grouped_matmul(wg, cols, g).reshape(g.out_shape).astype(out_dtype(g))

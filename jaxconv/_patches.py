@@ -1,0 +1,202 @@
+"""Patches: `unfold` (im2col) and `fold` (its exact adjoint), any spatial rank.
+
+Both follow PyTorch's `nn.Unfold`/`nn.Fold` shapes and ordering: columns are
+`(N, C * prod(kernel), L)`, channel-major, kernel offsets row-major, and the `L`
+patch positions row-major. Patches are built from one strided slice per kernel
+offset (no loop over output pixels, no gather); `fold` is `jax.linear_transpose`
+of `unfold`, so it is the adjoint by construction: slices transpose to pads and
+overlapping patches sum.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from ._geometry import _dilate_dim, _is_int, _shape_of, normalize_padding, ntuple
+
+
+def kernel_offsets(kernel_size: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
+  """Kernel offsets in row-major order (PyTorch's order within a patch)."""
+  return itertools.product(*(range(k) for k in kernel_size))
+
+
+def window_slices(xp, kernel_size, dilation, stride, out_spatial):
+  """Yield `(offset, slice)` per kernel offset, row-major.
+
+  `xp` is `(N, C, *padded)`, already padded; each slice is `(N, C, *out_spatial)`:
+  the input values that kernel tap `offset` meets at every output position.
+  """
+  n, c = xp.shape[:2]
+  for offset in kernel_offsets(tuple(kernel_size)):
+    start = [o * d for o, d in zip(offset, dilation)]
+    limit = [s + (o - 1) * st + 1 for s, o, st in zip(start, out_spatial, stride)]
+    yield offset, lax.slice(xp, (0, 0, *start), (n, c, *limit), (1, 1, *stride))
+
+
+def extract_patches(xp, kernel_size, dilation, stride, out_spatial):
+  """`(N, C, *padded)` -> `(N, C, prod(kernel), *out_spatial)`, row-major offsets."""
+  slices = [s for _, s in window_slices(xp, kernel_size, dilation, stride, out_spatial)]
+  return jnp.stack(slices, axis=2)
+
+
+def _unfold_geometry(fn, spatial, kernel_size, dilation, padding, stride):
+  rank = len(spatial)
+  k = ntuple(kernel_size, rank, "kernel_size", fn)
+  d = ntuple(dilation, rank, "dilation", fn)
+  s = ntuple(stride, rank, "stride", fn)
+  pads = normalize_padding(padding, spatial, k, s, d, fn)
+  if any(lo < 0 or hi < 0 for lo, hi in pads):
+    raise ValueError(f"{fn}: `padding` must be non-negative; got padding={padding!r}.")
+  padded = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pads))
+  out = tuple((p - _dilate_dim(kk, dd)) // ss + 1
+              for p, kk, dd, ss in zip(padded, k, d, s))
+  if any(p < _dilate_dim(kk, dd) for p, kk, dd in zip(padded, k, d)):
+    raise ValueError(
+        f"{fn}: the kernel is larger than the padded input, so there are no patches; "
+        f"got spatial shape {tuple(spatial)}, kernel_size={k}, dilation={d}, "
+        f"padding={pads}.")
+  return k, d, pads, s, out
+
+
+def _pad(x, pads):
+  if all(p == (0, 0) for p in pads):
+    return x
+  return lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads])
+
+
+def unfold(x, kernel_size, *, dilation=1, padding=0, stride=1):
+  """Extract sliding local blocks (im2col), as `torch.nn.functional.unfold`.
+
+  Args:
+    x: `(N, C, *spatial)`, any number >= 1 of spatial dims.
+    kernel_size: int or per-dim ints.
+    dilation: int or per-dim ints. Default 1.
+    padding: zero padding: int, per-dim ints, per-dim `(lo, hi)` pairs, or
+      'VALID'/'SAME'/'FULL'. Default 0.
+    stride: int or per-dim ints. Default 1.
+
+  Returns:
+    `(N, C * prod(kernel_size), L)` where `L = prod(out)` and
+    `out = floor((n + lo + hi - dilation * (k - 1) - 1) / stride) + 1` per dim.
+    Row `c * prod(k) + offset` holds channel `c` at kernel offset `offset`
+    (row-major); column `l` is the `l`-th patch position (row-major).
+
+  Raises:
+    TypeError: `x` is not an array.
+    ValueError: `x` has fewer than 3 dims, `kernel_size` (or another argument)
+      has the wrong length or a non-positive entry, or there is no patch.
+
+  Example:
+    >>> import jax.numpy as jnp, numpy as np, jaxconv
+    >>> x = jnp.arange(1.0, 17.0).reshape(1, 1, 4, 4)
+    >>> print(np.asarray(jaxconv.unfold(x, 2, stride=2))[0])
+    [[ 1.  3.  9. 11.]
+     [ 2.  4. 10. 12.]
+     [ 5.  7. 13. 15.]
+     [ 6.  8. 14. 16.]]
+  """
+  fn = "jaxconv.unfold"
+  shape = _shape_of(x, "x", fn)
+  if len(shape) < 3:
+    raise ValueError(
+        f"{fn}: `x` must be (N, C, *spatial) with at least one spatial dim; got "
+        f"x.shape={shape}.")
+  k, d, pads, s, out = _unfold_geometry(fn, shape[2:], kernel_size, dilation, padding, stride)
+  x = jnp.asarray(x)
+  patches = extract_patches(_pad(x, pads), k, d, s, out)
+  return patches.reshape(shape[0], shape[1] * math.prod(k), math.prod(out))
+
+
+def fold(cols, output_size, kernel_size, *, dilation=1, padding=0, stride=1,
+         normalize=False):
+  """Sum sliding local blocks back into an array: the adjoint of `unfold`.
+
+  As `torch.nn.functional.fold`: values of overlapping patches are summed, so
+  `fold` is exactly the transpose of `unfold` (`<unfold(x), y> == <x, fold(y)>`).
+  With `normalize=True` every output element is divided by the number of
+  patches covering it (seed 000, section 4), so `fold(unfold(x), ...,
+  normalize=True) == x` wherever every element is covered; uncovered elements
+  are 0.
+
+  Args:
+    cols: `(N, C * prod(kernel_size), L)`.
+    output_size: spatial output shape, an int (1-D) or a tuple of ints.
+    kernel_size: int or per-dim ints.
+    dilation: int or per-dim ints. Default 1.
+    padding: as for `unfold`. Default 0.
+    stride: int or per-dim ints. Default 1.
+    normalize: divide by the overlap count. Default False.
+
+  Returns:
+    `(N, C, *output_size)`.
+
+  Raises:
+    TypeError: `cols` is not an array.
+    ValueError: `cols` is not 3-D, or its channel count or `L` does not fit
+      `output_size` and `kernel_size`.
+
+  Example:
+    >>> import jax.numpy as jnp, numpy as np, jaxconv
+    >>> x = jnp.arange(1.0, 17.0).reshape(1, 1, 4, 4)
+    >>> cols = jaxconv.unfold(x, 2, stride=1)           # overlapping 2x2 patches
+    >>> print(np.asarray(jaxconv.fold(cols, (4, 4), 2))[0, 0])   # sums overlaps
+    [[ 1.  4.  6.  4.]
+     [10. 24. 28. 16.]
+     [18. 40. 44. 24.]
+     [13. 28. 30. 16.]]
+    >>> print(np.asarray(jaxconv.fold(cols, (4, 4), 2, normalize=True))[0, 0])
+    [[ 1.  2.  3.  4.]
+     [ 5.  6.  7.  8.]
+     [ 9. 10. 11. 12.]
+     [13. 14. 15. 16.]]
+  """
+  fn = "jaxconv.fold"
+  shape = _shape_of(cols, "cols", fn)
+  if len(shape) != 3:
+    raise ValueError(
+        f"{fn}: `cols` must be (N, C * prod(kernel_size), L); got cols.shape={shape}.")
+  if _is_int(output_size):
+    output_size = (output_size,)
+  if not isinstance(output_size, Sequence) or isinstance(output_size, str):
+    raise TypeError(
+        f"{fn}: `output_size` must be an int or a sequence of ints; got "
+        f"output_size={output_size!r}.")
+  spatial = ntuple(tuple(output_size), len(output_size), "output_size", fn)
+  k, d, pads, s, out = _unfold_geometry(fn, spatial, kernel_size, dilation, padding, stride)
+  kk = math.prod(k)
+  if shape[1] % kk:
+    raise ValueError(
+        f"{fn}: `cols` has {shape[1]} rows, not a multiple of prod(kernel_size)={kk} "
+        f"(kernel_size={k}); got cols.shape={shape}.")
+  if shape[2] != math.prod(out):
+    raise ValueError(
+        f"{fn}: `cols` has L={shape[2]} patches but output_size={spatial} with "
+        f"kernel_size={k}, dilation={d}, padding={pads}, stride={s} gives "
+        f"{'x'.join(map(str, out))}={math.prod(out)}; got cols.shape={shape}.")
+  n, c = shape[0], shape[1] // kk
+  cols = jnp.asarray(cols)
+  x_struct = jax.ShapeDtypeStruct((n, c, *spatial), cols.dtype)
+  unfold_fn = lambda x: unfold(x, k, dilation=d, padding=pads, stride=s)
+  (x,) = jax.linear_transpose(unfold_fn, x_struct)(cols)
+  if normalize:
+    count = _overlap_count(spatial, k, d, pads, s, out)
+    x = x / jnp.asarray(np.maximum(count, 1), dtype=x.dtype)
+  return x
+
+
+def _overlap_count(spatial, k, d, pads, s, out) -> np.ndarray:
+  """How many patches cover each element (static: depends on shapes only)."""
+  padded = np.zeros([n + lo + hi for n, (lo, hi) in zip(spatial, pads)], np.int64)
+  for offset in kernel_offsets(k):
+    index = tuple(slice(o * dd, o * dd + (m - 1) * ss + 1, ss)
+                  for o, dd, m, ss in zip(offset, d, out, s))
+    padded[index] += 1
+  crop = tuple(slice(lo, lo + n) for n, (lo, _) in zip(spatial, pads))
+  return padded[crop]
