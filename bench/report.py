@@ -1,0 +1,240 @@
+"""Reporting: the rich terminal table, the JSON file, the markdown tables and
+their insertion into README.md between `<!-- bench:start -->` and
+`<!-- bench:end -->`."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import platform
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jaxlib
+
+from .runner import ERROR, FAIL, NA, OK, PEER_PREFIX, SKIPPED, Row
+
+README_START = "<!-- bench:start -->"
+README_END = "<!-- bench:end -->"
+STAGE_TITLES = {"fwd": "Forward", "fwdbwd": "Forward + backward (grad in x and w)"}
+
+
+# --- formatting --------------------------------------------------------------
+
+def fmt_time(s: float | None) -> str:
+  """Seconds -> '812 µs' / '3.41 ms' / '1.20 s'."""
+  if s is None:
+    return "-"
+  if s < 1e-3:
+    return f"{s * 1e6:.0f} µs"
+  if s < 1:
+    return f"{s * 1e3:.3g} ms"
+  return f"{s:.2f} s"
+
+
+def fmt_ratio(r: float | None) -> str:
+  """lax time / method time -> '4.1x' ('-' when unknown)."""
+  if r is None:
+    return "-"
+  return f"{r:.2g}x" if r < 10 else f"{r:.0f}x"
+
+
+def fmt_bytes(n: int | None) -> str:
+  """1536 -> '1.5 KiB'; None -> '-'."""
+  if n is None:
+    return "-"
+  if n < 1024:
+    return f"{n} B"
+  exp = min(int(math.log(n, 1024)), 4)
+  return f"{n / 1024 ** exp:.1f} {['B', 'KiB', 'MiB', 'GiB', 'TiB'][exp]}"
+
+
+# --- metadata and JSON -------------------------------------------------------
+
+def metadata(argv: Sequence[str], suite: str, *, gemm_peak: float | None,
+             notes: Sequence[str] = (), policy: Any = None) -> dict[str, Any]:
+  """Where and how the run happened: device, versions, CPUs, date, command."""
+  dev = jax.devices()[0]
+  try:
+    affinity = len(os.sched_getaffinity(0))
+  except AttributeError:  # not on Linux
+    affinity = os.cpu_count()
+  return {
+      "command": "python -m bench " + shlex.join(argv),
+      "suite": suite,
+      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "backend": jax.default_backend(),
+      "device": f"{dev.platform}: {dev.device_kind}",
+      "device_count": jax.device_count(),
+      "cpu_count": os.cpu_count(),
+      "cpu_affinity": affinity,
+      "processor": platform.processor() or platform.machine(),
+      "python": platform.python_version(),
+      "jax": jax.__version__,
+      "jaxlib": jaxlib.__version__,
+      "xla_flags": os.environ.get("XLA_FLAGS", ""),
+      "gemm_peak_gflops": gemm_peak,
+      "policy": None if policy is None else vars(policy),
+      "notes": list(notes),
+  }
+
+
+def write_json(path: Path, meta: dict[str, Any], rows: Sequence[Row]) -> Path:
+  """Write `{"meta": ..., "rows": [...]}` to `path` (parents created)."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  payload = {"meta": meta, "rows": [r.to_json() for r in rows]}
+  path.write_text(json.dumps(payload, indent=1, default=str) + "\n")
+  return path
+
+
+# --- terminal ----------------------------------------------------------------
+
+_STYLE = {OK: "green", NA: "dim", SKIPPED: "yellow", FAIL: "bold red", ERROR: "bold red"}
+
+
+def rich_table(rows: Sequence[Row]):
+  """A `rich.table.Table`, one line per case x method."""
+  from rich.table import Table
+  t = Table(title="jaxconv bench (ratio = lax time / method time, same run)",
+            show_lines=False)
+  for col, just in [("case", "left"), ("method", "left"), ("status", "left"),
+                    ("fwd median (min-max)", "right"), ("xlax", "right"),
+                    ("fwd+bwd median (min-max)", "right"), ("xlax", "right"),
+                    ("compile s", "right"), ("temp fwd/f+b", "right"),
+                    ("GFLOP/s", "right"), ("%peak", "right"), ("rel err", "right")]:
+    t.add_column(col, justify=just)
+  last = None
+  for r in rows:
+    if last is not None and r.case != last:
+      t.add_section()
+    last = r.case
+    style = _STYLE.get(r.status, "")
+    t.add_row(
+        r.case, r.method + (f" ({r.choice})" if r.choice else ""), f"[{style}]{r.status}[/]",
+        _spread(r, "fwd"), fmt_ratio(r.ratio.get("fwd")),
+        _spread(r, "fwdbwd"), fmt_ratio(r.ratio.get("fwdbwd")),
+        "/".join(f"{r.compile_s[s]:.2f}" for s in r.compile_s) or "-",
+        "/".join(fmt_bytes(r.temp_bytes[s]) for s in r.temp_bytes) or "-",
+        f"{r.gflops['fwd']:.1f}" if "fwd" in r.gflops else "-",
+        f"{100 * r.peak_frac['fwd']:.0f}%" if "fwd" in r.peak_frac else "-",
+        f"{max(r.error.values()):.1e}" if r.error else "-")
+  return t
+
+
+def _spread(r: Row, stage: str) -> str:
+  t = r.time.get(stage)
+  if t is None:
+    return "-"
+  return f"{fmt_time(t.median)} ({fmt_time(t.min)}-{fmt_time(t.max)})"
+
+
+def problems(rows: Sequence[Row]) -> list[str]:
+  """One line per row that is not 'ok': case, method, status and reason."""
+  return [f"{r.status}: {r.case} / {r.method}: {r.reason}" for r in rows if r.status != OK]
+
+
+# --- markdown ----------------------------------------------------------------
+
+def markdown(meta: dict[str, Any], rows: Sequence[Row]) -> str:
+  """Markdown: a header line, per-stage pivot tables (case x method), a temp
+  memory table, peers, and the reasons behind every n/a, skip or failure."""
+  methods = _unique(r.method for r in rows if not r.is_peer)
+  cases = _unique(r.case for r in rows)
+  by = {(r.case, r.method): r for r in rows}
+  first = {c: next(r for r in rows if r.case == c) for c in cases}
+  peak = meta.get("gemm_peak_gflops")
+  lines = [
+      f"Generated by `{meta['command']}` on {meta['date']} — {meta['device']}, "
+      f"{meta['cpu_affinity']} CPU cores, jax {meta['jax']}"
+      + (f", f32 GEMM peak {peak:.0f} GFLOP/s" if peak else "") + ".",
+      "Median wall time of the jitted function; in brackets the speed-up over `lax` "
+      "from the same run (lax time / method time, >1 = faster than lax). Every "
+      "method was checked against `lax.conv_general_dilated(precision=HIGHEST)` "
+      "(values and both gradients) before it was timed; **bold** = fastest.",
+      ""]
+  for stage, title in STAGE_TITLES.items():
+    lines += [f"**{title}**", "",
+              "| case | source | " + " | ".join(f"`{m}`" for m in methods) + " |",
+              "|---|---|" + "---:|" * len(methods)]
+    for c in cases:
+      best = _best(by, c, methods, stage)
+      cells = [_cell(by.get((c, m)), stage, m == best) for m in methods]
+      lines.append(f"| `{c}` | {first[c].source} | " + " | ".join(cells) + " |")
+    lines.append("")
+  lines += ["**Summary** (best = fastest method timed; auto's pick and its speed-up "
+            "over lax)", "",
+            "| case | best forward | best forward+backward | `auto` picks | "
+            "auto vs lax, fwd | auto vs lax, fwd+bwd |", "|---|---|---|---|---:|---:|"]
+  for c in cases:
+    auto = by.get((c, "auto"))
+    best = [f"`{b}`" if b else "-" for b in (_best(by, c, methods, s) for s in STAGE_TITLES)]
+    pick = f"`{auto.choice}`" if auto is not None and auto.choice else "-"
+    ratios = [fmt_ratio(auto.ratio.get(s)) if auto is not None else "-" for s in STAGE_TITLES]
+    lines.append(f"| `{c}` | {best[0]} | {best[1]} | {pick} | {ratios[0]} | {ratios[1]} |")
+  lines.append("")
+  lines += ["**XLA temp memory** (forward / forward+backward, "
+            "`compiled.memory_analysis().temp_size_in_bytes`)", "",
+            "| case | shapes | " + " | ".join(f"`{m}`" for m in methods) + " |",
+            "|---|---|" + "---:|" * len(methods)]
+  for c in cases:
+    cells = [" / ".join(fmt_bytes(b) for b in by[(c, m)].temp_bytes.values()) or "-"
+             if (c, m) in by else "" for m in methods]
+    lines.append(f"| `{c}` | {first[c].shapes} | " + " | ".join(cells) + " |")
+  lines.append("")
+  peer_rows = [r for r in rows if r.is_peer]
+  if peer_rows:
+    lines += ["**Peers** (same run, same correctness check)", "",
+              "| case | peer | forward | forward+backward |", "|---|---|---:|---:|"]
+    lines += [f"| `{r.case}` | `{r.method[len(PEER_PREFIX):]}` | {_cell(r, 'fwd', False)} | "
+              f"{_cell(r, 'fwdbwd', False)} |" for r in peer_rows]
+    lines.append("")
+  notes = [*meta.get("notes", []), *problems(rows)]
+  if notes:
+    lines += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
+  return "\n".join(lines)
+
+
+def _unique(items) -> list:
+  return list(dict.fromkeys(items))
+
+
+def _best(by: dict, case: str, methods: Sequence[str], stage: str) -> str | None:
+  timed = [(by[(case, m)].time[stage].median, m) for m in methods
+           if (case, m) in by and stage in by[(case, m)].time]
+  return min(timed)[1] if timed else None
+
+
+def _cell(r: Row | None, stage: str, best: bool) -> str:
+  if r is None:
+    return ""
+  if r.status in (FAIL, ERROR):
+    return f"**{r.status}**"
+  if stage not in r.time:
+    return r.status if r.status != OK else "n/a"
+  text = fmt_time(r.time[stage].median)
+  ratio = r.ratio.get(stage)
+  if ratio is not None and r.method != "lax":
+    text += f" ({fmt_ratio(ratio)})"
+  return f"**{text}**" if best else text
+
+
+def update_readme(path: Path, text: str) -> bool:
+  """Replace what lies between the bench markers in `path` with `text`.
+
+  Returns:
+    True if written; False (file untouched) when the file or a marker is missing.
+  """
+  if not path.is_file():
+    return False
+  old = path.read_text()
+  start, end = old.find(README_START), old.find(README_END)
+  if start < 0 or end < start:
+    return False
+  new = old[:start + len(README_START)] + "\n" + text.strip() + "\n" + old[end:]
+  path.write_text(new)
+  return True

@@ -1,0 +1,233 @@
+"""Run cases x methods (and peers): check against lax first, then time.
+
+For each case the lax reference (HIGHEST precision) is computed once; every
+candidate is compiled (compile time, XLA temp memory), run once (the warm-up,
+whose result is checked: forward values, then gradients in `x` and `w` under a
+fixed random cotangent) and only if all of that is correct, timed. Ratios are
+`lax_time / candidate_time` from the same run (> 1 means faster than lax).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import jax
+
+from . import check, peers, problem
+from .cases import Case
+from .timing import Compiled, Policy, Stats, compile_jax, measure, run_once
+
+# Row.status values.
+OK, NA, FAIL, SKIPPED, ERROR = "ok", "n/a", "FAIL", "skipped", "error"
+PEER_PREFIX = "peer:"
+STAGES = ("fwd", "fwdbwd")  # forward; forward + backward in x and w
+
+
+@dataclasses.dataclass
+class Row:
+  """One case x method (or peer): status, errors, timings and derived numbers.
+
+  Per-stage fields are dicts keyed by `'fwd'` and `'fwdbwd'`; a stage that
+  did not run is absent. `ratio` is lax time / this time (same run).
+  """
+
+  case: str
+  source: str
+  shapes: str
+  method: str
+  series: str | None = None
+  kernel_taps: int = 0
+  status: str = OK
+  reason: str = ""
+  choice: str | None = None  # for 'auto': the method it picked, and why (note)
+  note: str = ""
+  flops: dict[str, int] = dataclasses.field(default_factory=dict)
+  error: dict[str, float] = dataclasses.field(default_factory=dict)
+  tol: float | None = None
+  compile_s: dict[str, float] = dataclasses.field(default_factory=dict)
+  temp_bytes: dict[str, int | None] = dataclasses.field(default_factory=dict)
+  time: dict[str, Stats] = dataclasses.field(default_factory=dict)
+  ratio: dict[str, float] = dataclasses.field(default_factory=dict)
+  gflops: dict[str, float] = dataclasses.field(default_factory=dict)
+  peak_frac: dict[str, float] = dataclasses.field(default_factory=dict)
+
+  @property
+  def is_peer(self) -> bool:
+    return self.method.startswith(PEER_PREFIX)
+
+  def to_json(self) -> dict[str, Any]:
+    d = dataclasses.asdict(self)
+    d["is_peer"] = self.is_peer
+    return d
+
+
+@dataclasses.dataclass(frozen=True)
+class _Stage:
+  """One thing to compile, check and time: forward, or forward+backward."""
+
+  name: str
+  build: Callable[[], Compiled | None]  # None: this candidate has no such stage
+  args: tuple
+  ref: Any
+  leaves: tuple[str, ...]
+
+
+def default_methods() -> list[str]:
+  """Every registered method, then 'auto'."""
+  from jaxconv._methods import METHODS
+  return [*METHODS, "auto"]
+
+
+def candidates(case: Case, methods: Sequence[str],
+               use_peers: bool = True) -> tuple[list[str], list[str]]:
+  """Method names and installed peer names to run on `case`, in order."""
+  if not use_peers:
+    return list(methods), []
+  return list(methods), [p.name for p in peers.peers_for(case) if p.missing() is None]
+
+
+def peer_notes(cases: Iterable[Case]) -> list[str]:
+  """One note per peer that some case wants but that is not installed."""
+  notes = {}
+  for case in cases:
+    for p in peers.peers_for(case):
+      why = p.missing()
+      if why and p.name not in notes:
+        notes[p.name] = f"peer {p.name} skipped: {why}"
+  return list(notes.values())
+
+
+def run_case(case: Case, methods: Sequence[str], policy: Policy, *,
+             max_temp_bytes: int | None = None, gemm_peak: float | None = None,
+             use_peers: bool = True,
+             on_step: Callable[[str], None] | None = None) -> list[Row]:
+  """Check and time every method (and installed peer) on `case`.
+
+  Args:
+    case: the convolution.
+    methods: jaxconv method names; 'lax' should be among them for ratios.
+    policy: how many timed repeats.
+    max_temp_bytes: skip a candidate whose XLA temp memory exceeds this.
+    gemm_peak: this machine's GEMM GFLOP/s, for the fraction-of-peak column.
+    use_peers: also run the installed peers of `case`.
+    on_step: called with a label before each candidate (progress bars).
+
+  Returns:
+    One `Row` per candidate, ratios to lax filled in.
+  """
+  x, w, ct = problem.inputs(case)
+  ref = problem.reference_fn(case)
+  refs = {"fwd": jax.jit(ref)(x, w), "fwdbwd": jax.jit(problem.with_grad(ref))(x, w, ct)}
+  g = problem.geometry(case)
+  flops = {"fwd": g.flops, "fwdbwd": 3 * g.flops}
+  method_names, peer_names = candidates(case, methods, use_peers)
+  rows = []
+  for name in [*method_names, *(PEER_PREFIX + p for p in peer_names)]:
+    if on_step:
+      on_step(f"{case.name} / {name}")
+    row = Row(case.name, case.source, case.describe(), name, case.series,
+              case.kernel_taps, flops=dict(flops))
+    if name == "auto":
+      row.choice, row.note = _auto_choice(case)
+    skip = case.skip.get(name) or case.skip.get(row.choice or "")
+    if skip:
+      row.status = SKIPPED
+      row.reason = skip if name in case.skip else f"auto picks {row.choice!r}: {skip}"
+    else:
+      row.tol = check.tolerance(name, g)
+      try:
+        _execute(row, _stages(case, name, (x, w, ct), refs), policy, max_temp_bytes)
+      except NotImplementedError as e:
+        row.status, row.reason = NA, str(e)
+      except Exception as e:  # noqa: BLE001 -- reported loudly, the run goes on
+        row.status, row.reason = ERROR, f"{type(e).__name__}: {e}"[:500]
+    rows.append(row)
+  _derive(rows, gemm_peak)
+  return rows
+
+
+def _auto_choice(case: Case) -> tuple[str | None, str]:
+  try:
+    return problem.auto_choice(case)
+  except Exception as e:  # noqa: BLE001 -- informational only
+    return None, f"auto's choice unknown ({type(e).__name__}: {e})"
+
+
+def _stages(case: Case, name: str, args: tuple, refs: dict) -> list[_Stage]:
+  x, w, ct = args
+  if not name.startswith(PEER_PREFIX):
+    f = problem.method_fn(case, name)
+    traceable, g = True, None
+  else:
+    peer = peers.PEERS[name[len(PEER_PREFIX):]]
+    f, g = peer.build(case)
+    traceable = peer.traceable
+  if traceable:
+    fb = problem.with_grad(f)
+    return [_Stage("fwd", lambda: compile_jax(f, x, w), (x, w), refs["fwd"], ("y",)),
+            _Stage("fwdbwd", lambda: compile_jax(fb, x, w, ct), (x, w, ct),
+                   refs["fwdbwd"], ("dx", "dw"))]
+  xn, wn, ctn = peers.as_numpy(x, w, ct)
+  return [_Stage("fwd", lambda: Compiled(f, 0.0, None), (xn, wn), refs["fwd"], ("y",)),
+          _Stage("fwdbwd", lambda: None if g is None else Compiled(g, 0.0, None),
+                 (xn, wn, ctn), refs["fwdbwd"], ("dx", "dw"))]
+
+
+def _execute(row: Row, stages: list[_Stage], policy: Policy,
+             max_temp_bytes: int | None) -> None:
+  """Compile and check every stage; time them only if all are correct."""
+  ready = []
+  for st in stages:
+    comp = st.build()
+    if comp is None:
+      continue
+    row.compile_s[st.name] = comp.compile_s
+    row.temp_bytes[st.name] = comp.temp_bytes
+    if max_temp_bytes is not None and (comp.temp_bytes or 0) > max_temp_bytes:
+      row.status = SKIPPED
+      row.reason = (f"{st.name}: XLA temp memory {comp.temp_bytes / 2**30:.1f} GiB "
+                    f"> limit {max_temp_bytes / 2**30:.1f} GiB (--max-temp-gb)")
+      return
+    out, t0 = run_once(lambda: comp.call(*st.args))  # noqa: B023 -- called here
+    verdict = check.compare(out, st.ref, row.tol, st.leaves)
+    del out
+    row.error[st.name] = verdict.error
+    if not verdict.ok:
+      row.status, row.reason = FAIL, f"{st.name}: {verdict.message()}"
+      return
+    ready.append((st, comp, t0))
+  for st, comp, t0 in ready:
+    row.time[st.name] = measure(lambda: comp.call(*st.args), policy, t0)  # noqa: B023
+
+
+def _derive(rows: list[Row], gemm_peak: float | None) -> None:
+  """Fill ratio to lax, GFLOP/s and fraction of GEMM peak from the timings."""
+  lax = next((r for r in rows if r.method == "lax" and r.status == OK), None)
+  for r in rows:
+    for stage, t in r.time.items():
+      r.gflops[stage] = r.flops[stage] / t.median / 1e9
+      if gemm_peak:
+        r.peak_frac[stage] = r.gflops[stage] / gemm_peak
+      if lax is not None and stage in lax.time:
+        r.ratio[stage] = lax.time[stage].median / t.median
+
+
+def run_suite(cases: Sequence[Case], methods: Sequence[str], policy: Policy, *,
+              max_temp_bytes: int | None = None, gemm_peak: float | None = None,
+              use_peers: bool = True,
+              on_step: Callable[[str], None] | None = None) -> list[Row]:
+  """`run_case` over `cases`; rows in case order."""
+  rows = []
+  for case in cases:
+    rows += run_case(case, methods, policy, max_temp_bytes=max_temp_bytes,
+                     gemm_peak=gemm_peak, use_peers=use_peers, on_step=on_step)
+  return rows
+
+
+def count_steps(cases: Sequence[Case], methods: Sequence[str],
+                use_peers: bool = True) -> int:
+  """Number of `on_step` calls `run_suite` will make (for a progress bar)."""
+  return sum(len(m) + len(p)
+             for m, p in (candidates(c, methods, use_peers) for c in cases))

@@ -1,0 +1,115 @@
+"""Compiling and timing: ahead-of-time compile with XLA's memory analysis,
+warm-up, and an adaptive number of repeats around `block_until_ready`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+  """How many timed runs, given the time `t` of the first one.
+
+  `repeats = clamp(round(target_s / t), min_repeats, max_repeats)`, except that
+  a function slower than `slow_s` gets `slow_repeats` (the lax baseline must
+  still be timed, since every ratio is against it). `fixed` overrides all.
+  """
+
+  target_s: float = 0.25
+  min_repeats: int = 3
+  max_repeats: int = 15
+  slow_s: float = 1.0
+  slow_repeats: int = 1
+  fixed: int | None = None
+
+  def repeats(self, t: float) -> int:
+    if self.fixed is not None:
+      return self.fixed
+    if t > self.slow_s:
+      return self.slow_repeats
+    n = round(self.target_s / max(t, 1e-9))
+    return max(self.min_repeats, min(self.max_repeats, n))
+
+
+QUICK = Policy()
+FULL = Policy(target_s=1.0, min_repeats=5, max_repeats=50, slow_s=5.0, slow_repeats=3)
+
+
+@dataclasses.dataclass(frozen=True)
+class Stats:
+  """Wall-clock seconds of the timed runs; `warmup` is the (excluded) first call."""
+
+  median: float
+  min: float
+  max: float
+  repeats: int
+  warmup: float
+
+  @classmethod
+  def of(cls, samples: list[float], warmup: float) -> Stats:
+    return cls(statistics.median(samples), min(samples), max(samples), len(samples),
+               warmup)
+
+
+@dataclasses.dataclass
+class Compiled:
+  """An XLA executable with its compile time and temp memory (bytes or None)."""
+
+  call: Callable[..., Any]
+  compile_s: float
+  temp_bytes: int | None
+
+
+def compile_jax(fn: Callable, *args) -> Compiled:
+  """`jax.jit(fn)` lowered and compiled for `args`, timed.
+
+  Raises whatever tracing raises (e.g. NotImplementedError from a method).
+  """
+  t = time.perf_counter()
+  compiled = jax.jit(fn).lower(*args).compile()
+  compile_s = time.perf_counter() - t
+  return Compiled(lambda *a: jax.block_until_ready(compiled(*a)), compile_s,
+                  _temp_bytes(compiled))
+
+
+def _temp_bytes(compiled) -> int | None:
+  try:
+    stats = compiled.memory_analysis()
+  except Exception:  # noqa: BLE001 -- some backends do not implement it
+    return None
+  return None if stats is None else int(stats.temp_size_in_bytes)
+
+
+def run_once(call: Callable[[], Any]) -> tuple[Any, float]:
+  """Run `call` (which must block until its result is ready); result and seconds."""
+  t = time.perf_counter()
+  out = call()
+  return out, time.perf_counter() - t
+
+
+def measure(call: Callable[[], Any], policy: Policy, warmup: float) -> Stats:
+  """Time `call` after its warm-up run (which took `warmup` seconds).
+
+  The first timed run also sizes the sample: `policy.repeats(t1)` runs in all
+  (the warm-up itself is often much slower and is not used).
+  """
+  first = run_once(call)[1]
+  samples = [first] + [run_once(call)[1] for _ in range(policy.repeats(first) - 1)]
+  return Stats.of(samples, warmup)
+
+
+def gemm_peak_gflops(n: int = 1024, repeats: int = 5) -> float:
+  """This machine's f32 GEMM rate: best of `repeats` `n x n @ n x n` products."""
+  a = jnp.ones((n, n), jnp.float32)
+  f = compile_jax(jnp.matmul, a, a).call
+  f(a, a)
+  best = min(run_once(lambda: f(a, a))[1] for _ in range(repeats))
+  return 2 * n ** 3 / best / 1e9
