@@ -50,8 +50,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   p.add_argument("--plots", action="store_true", help="write PNG plots under --out")
   p.add_argument("--repeats", type=int, default=None,
                  help="fixed number of timed runs (default: adaptive)")
-  p.add_argument("--max-temp-gb", type=float, default=4.0,
-                 help="skip a method whose XLA temp memory exceeds this (default 4)")
+  p.add_argument("--max-temp-gb", type=float, default=2.0,
+                 help="skip a method whose XLA temp memory exceeds this, in GiB, "
+                      "checked after compiling and before running (default 2)")
   p.add_argument("--no-peers", action="store_true", help="do not run peer libraries")
   p.add_argument("--list", action="store_true", help="list the cases and exit")
   args = p.parse_args(list(argv))
