@@ -149,7 +149,8 @@ def test_quick_suite_has_the_issue_cases():
   assert quick["resnet-3x3"].w_shape == (64, 64, 3, 3)
   assert quick["replknet-dw31x31"].w_shape == (64, 1, 31, 31)
   assert quick["dense-15x15"].x_shape == (4, 16, 128, 128)
-  assert quick["hyena-causal-1d"].kwargs["padding"] == ((16383, 0),)
+  assert quick["hyena-causal-1d-4k"].kwargs["padding"] == ((4095, 0),)
+  assert cases.ALL["hyena-causal-1d"].w_shape == (64, 1, 16384)
   assert len(cases.select("full")) > len(quick)
   assert [c.name for c in cases.select("quick", ["resnet*"])][:2] == [
       "resnet50-1x1", "resnet-3x3"]
