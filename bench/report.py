@@ -100,13 +100,14 @@ _STYLE = {OK: "green", NA: "dim", SKIPPED: "yellow", FAIL: "bold red", ERROR: "b
 def rich_table(rows: Sequence[Row]):
   """A `rich.table.Table`, one line per case x method."""
   from rich.table import Table
-  t = Table(title="jaxconv bench (ratio = lax time / method time, same run)",
+  t = Table(title="jaxconv bench (xlax = lax time / method time, same run; "
+            "eff GFLOP/s = direct-definition flops / time)",
             show_lines=False)
   for col, just in [("case", "left"), ("method", "left"), ("status", "left"),
                     ("fwd median (min-max)", "right"), ("xlax", "right"),
                     ("fwd+bwd median (min-max)", "right"), ("xlax", "right"),
                     ("compile s", "right"), ("temp fwd/f+b", "right"),
-                    ("GFLOP/s", "right"), ("%peak", "right"), ("rel err", "right")]:
+                    ("eff GFLOP/s", "right"), ("%peak", "right"), ("rel err", "right")]:
     t.add_column(col, justify=just)
   last = None
   for r in rows:
@@ -155,7 +156,9 @@ def markdown(meta: dict[str, Any], rows: Sequence[Row]) -> str:
       "Median wall time of the jitted function; in brackets the speed-up over `lax` "
       "from the same run (lax time / method time, >1 = faster than lax). Every "
       "method was checked against `lax.conv_general_dilated(precision=HIGHEST)` "
-      "(values and both gradients) before it was timed; **bold** = fastest.",
+      "(values and both gradients) before it was timed; **bold** = fastest. "
+      "Effective GFLOP/s (JSON) count the direct definition's flops, so FFT-based "
+      "methods can exceed the GEMM peak.",
       ""]
   for stage, title in STAGE_TITLES.items():
     lines += [f"**{title}**", "",

@@ -21,8 +21,6 @@ class Policy:
   `repeats = clamp(round(target_s / t), min_repeats, max_repeats)`, except that
   a function slower than `slow_s` gets `slow_repeats` (the lax baseline must
   still be timed, since every ratio is against it). `fixed` overrides all.
-  A warm-up slower than `reuse_warmup_s` counts as the first timed run: the
-  first call's extra cost (~1-2 s at most on CPU) is then small next to it.
   """
 
   target_s: float = 0.25
@@ -30,7 +28,6 @@ class Policy:
   max_repeats: int = 15
   slow_s: float = 1.0
   slow_repeats: int = 1
-  reuse_warmup_s: float = 3.0
   fixed: int | None = None
 
   def repeats(self, t: float) -> int:
@@ -43,8 +40,7 @@ class Policy:
 
 
 QUICK = Policy()
-FULL = Policy(target_s=1.0, min_repeats=5, max_repeats=50, slow_s=5.0, slow_repeats=3,
-              reuse_warmup_s=30.0)
+FULL = Policy(target_s=1.0, min_repeats=5, max_repeats=50, slow_s=5.0, slow_repeats=3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,10 +99,9 @@ def measure(call: Callable[[], Any], policy: Policy, warmup: float) -> Stats:
   """Time `call` after its warm-up run (which took `warmup` seconds).
 
   The first timed run also sizes the sample: `policy.repeats(t1)` runs in all
-  (the warm-up itself is often much slower and is not used, unless slower
-  than `policy.reuse_warmup_s`).
+  (the warm-up itself is often much slower and is not used).
   """
-  first = warmup if warmup > policy.reuse_warmup_s else run_once(call)[1]
+  first = run_once(call)[1]
   samples = [first] + [run_once(call)[1] for _ in range(policy.repeats(first) - 1)]
   return Stats.of(samples, warmup)
 
