@@ -132,7 +132,10 @@ def run_case(case: Case, methods: Sequence[str], policy: Policy, *,
     if name == "auto":
       row.choice, row.note = _auto_choice(case)
     skip = case.skip.get(name) or case.skip.get(row.choice or "")
-    if skip:
+    same = next((r for r in rows if r.method == row.choice), None) if row.choice else None
+    if same is not None and not skip and _same_program(case, name, same.method, x, w):
+      _share(row, same)
+    elif skip:
       row.status = SKIPPED
       row.reason = skip if name in case.skip else f"auto picks {row.choice!r}: {skip}"
     else:
@@ -146,6 +149,22 @@ def run_case(case: Case, methods: Sequence[str], policy: Policy, *,
     rows.append(row)
   _derive(rows, gemm_peak)
   return rows
+
+
+def _same_program(case: Case, a: str, b: str, x, w) -> bool:
+  """Whether methods `a` and `b` lower to the same XLA program on `case`."""
+  lower = lambda m: jax.jit(problem.method_fn(case, m)).lower(x, w).as_text()  # noqa: E731
+  try:
+    return lower(a) == lower(b)
+  except Exception:  # noqa: BLE001 -- then measure `a` on its own
+    return False
+
+
+def _share(row: Row, same: Row) -> None:
+  """Give `row` the results of `same`, which runs the identical program."""
+  for f in ("status", "reason", "tol", "error", "compile_s", "temp_bytes", "time"):
+    setattr(row, f, getattr(same, f))
+  row.note += f"; same XLA program as {same.method!r}: its results are shared"
 
 
 def _auto_choice(case: Case) -> tuple[str | None, str]:

@@ -100,6 +100,13 @@ def test_case_skip_and_auto_choice():
   assert rows[2].choice == "lax" and rows[2].reason == "auto picks 'lax': too slow"
 
 
+def test_auto_shares_the_results_of_the_identical_program():
+  lax_row, auto_row = runner.run_case(TINY, ["lax", "auto"], ONCE, use_peers=False)
+  assert auto_row.choice == "lax" and "same XLA program as 'lax'" in auto_row.note
+  assert auto_row.status == runner.OK and auto_row.time == lax_row.time
+  assert auto_row.ratio == {"fwd": 1.0, "fwdbwd": 1.0}
+
+
 def test_memory_limit_skips_before_running():
   _, row = runner.run_case(TINY, ["lax", "im2col"], ONCE, max_temp_bytes=0,
                            use_peers=False)
