@@ -69,7 +69,7 @@ def metadata(argv: Sequence[str], suite: str, *, gemm_peak: float | None,
       "suite": suite,
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
       "backend": jax.default_backend(),
-      "device": f"{dev.platform}: {dev.device_kind}",
+      "device": _device_name(dev),
       "device_count": jax.device_count(),
       "cpu_count": os.cpu_count(),
       "cpu_affinity": affinity,
@@ -82,6 +82,18 @@ def metadata(argv: Sequence[str], suite: str, *, gemm_peak: float | None,
       "policy": None if policy is None else vars(policy),
       "notes": list(notes),
   }
+
+
+def _device_name(dev) -> str:
+  """'cpu: <model name>' from /proc/cpuinfo on Linux CPUs, else jax's device kind."""
+  if dev.platform == "cpu":
+    try:
+      for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+          return f"cpu: {line.split(':', 1)[1].strip()}"
+    except OSError:
+      pass
+  return f"{dev.platform}: {dev.device_kind}"
 
 
 def write_json(path: Path, meta: dict[str, Any], rows: Sequence[Row]) -> Path:
