@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   if args.list:
     for c in cases_lib.FULL:
       tag = "quick" if c in cases_lib.QUICK else "full"
-      con.print(f"{c.name:24s} [{tag}] {c.source}: {c.describe()}")
+      con.print(f"{c.name:24s} [{tag}] {c.source}: {c.describe()}", markup=False)
     return 0
   selected = cases_lib.select(args.suite, args.cases)
   methods = resolve_methods(args.methods)
