@@ -123,7 +123,7 @@ def patchify(x, patch_size) -> jnp.ndarray:
   spatial = shape[2:]
   p = ntuple(patch_size, len(spatial), "patch_size", fn)
   grid = _grid(fn, spatial, p, "patch_size")
-  y = _split(x, grid, p)
+  y = _split(jnp.asarray(x), grid, p)
   return y.reshape(shape[0], math.prod(grid), shape[1] * math.prod(p))
 
 
@@ -175,7 +175,7 @@ def unpatchify(tokens, patch_size, spatial_shape) -> jnp.ndarray:
         f"{fn}: the token width must be C * prod(patch_size); {width} is not a "
         f"multiple of prod(patch_size)={math.prod(p)} (tokens.shape={shape}).")
   c = width // math.prod(p)
-  y = tokens.reshape(n, *grid, c, *p)
+  y = jnp.asarray(tokens).reshape(n, *grid, c, *p)
   return _merge(y, grid, p)
 
 
@@ -217,7 +217,7 @@ def window_partition(x, window) -> jnp.ndarray:
   spatial = shape[2:]
   win = ntuple(window, len(spatial), "window", fn)
   grid = _grid(fn, spatial, win, "window")
-  y = _split(x, grid, win)
+  y = _split(jnp.asarray(x), grid, win)
   return y.reshape(shape[0] * math.prod(grid), shape[1], *win)
 
 
@@ -273,5 +273,5 @@ def window_reverse(windows, window, spatial_shape) -> jnp.ndarray:
         f"{fn}: `windows` has {shape[0]} windows, not a multiple of the "
         f"{num} windows {grid} per image that spatial_shape={spatial} and "
         f"window={win} make.")
-  y = windows.reshape(shape[0] // num, *grid, shape[1], *win)
+  y = jnp.asarray(windows).reshape(shape[0] // num, *grid, shape[1], *win)
   return _merge(y, grid, win)

@@ -355,8 +355,8 @@ def gaussian(size: int, sigma: float, *, ndim: int = 2,
     An array of shape `(size,) * ndim` summing to 1.
 
   Raises:
-    TypeError: `size`, `ndim` not ints, `sigma` not a real number, or `dtype`
-      not inexact.
+    TypeError: `size`, `ndim` not ints, `sigma` not a Python/NumPy real
+      number, or `dtype` not inexact.
     ValueError: `size` not odd or not positive, `sigma` not finite and > 0, or
       `ndim` not positive.
 
@@ -374,7 +374,9 @@ def gaussian(size: int, sigma: float, *, ndim: int = 2,
   n = _size(fn, size, odd=True)
   if isinstance(sigma, (bool, np.bool_)) or not isinstance(
       sigma, (int, float, np.integer, np.floating)):
-    raise TypeError(f"{fn}: `sigma` must be a real number; got sigma={sigma!r}.")
+    raise TypeError(
+        f"{fn}: `sigma` must be a Python or NumPy real number (it is static); "
+        f"got sigma={sigma!r}.")
   if not (math.isfinite(sigma) and sigma > 0):
     raise ValueError(f"{fn}: `sigma` must be finite and > 0; got sigma={sigma!r}.")
   d = _ndim(fn, ndim)
