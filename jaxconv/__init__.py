@@ -7,6 +7,9 @@ safe, and checked against `jax.lax.conv_general_dilated`
 (`jaxconv.testing.check_against_lax`).
 """
 
+from . import kernels as kernels
+from . import nn as nn
+from . import testing as testing
 from ._conv import conv as conv
 from ._conv import conv_general_dilated as conv_general_dilated
 from ._conv import conv_transpose as conv_transpose
@@ -14,6 +17,10 @@ from ._conv import method_names as method_names
 from ._geometry import output_shape as output_shape
 from ._patches import fold as fold
 from ._patches import unfold as unfold
+from ._windows import patchify as patchify
+from ._windows import unpatchify as unpatchify
+from ._windows import window_partition as window_partition
+from ._windows import window_reverse as window_reverse
 
 __version__ = "0.1.0"
 
@@ -24,5 +31,9 @@ __all__ = [
     "fold",
     "method_names",
     "output_shape",
+    "patchify",
     "unfold",
+    "unpatchify",
+    "window_partition",
+    "window_reverse",
 ]

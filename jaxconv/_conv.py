@@ -264,6 +264,12 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
     raise ValueError(
         f"{fn}: at most one of `feature_group_count` and `batch_group_count` may be > 1; "
         f"got {feature_group_count} and {batch_group_count}.")
+  if (isinstance(padding, str) and lhs_dilation is not None
+      and any(d != 1 for d in np.atleast_1d(lhs_dilation))):
+    raise ValueError(
+        f"{fn}: string `padding` is ambiguous with `lhs_dilation` (as in lax); got "
+        f"padding={padding!r} and lhs_dilation={tuple(lhs_dilation)}. Give explicit "
+        "(lo, hi) pairs or use jaxconv.conv_transpose.")
   x = jnp.transpose(jnp.asarray(lhs), dnums.lhs_spec)
   w = jnp.transpose(jnp.asarray(rhs), dnums.rhs_spec)
   groups = feature_group_count

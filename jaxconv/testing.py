@@ -1,0 +1,251 @@
+"""Check any jaxconv method against `lax.conv_general_dilated`, on any backend.
+
+`check_against_lax` compares a method's values, VJPs in every argument, JVP and
+a second-order derivative with XLA's convolution at `precision=HIGHEST`, using
+the same random inputs, on whatever device JAX runs on (CPU, GPU, TPU).
+
+Tolerances are relative to the output's *scale*: the same quantity computed
+with the absolute values of every input (`conv(|x|, |w|)`, and likewise for
+each derivative), i.e. the sum of the magnitudes of the terms each output adds
+up. A correct method's rounding error is bounded by a multiple of that, so
+cancellation cannot make the check spuriously fail or pass. The multiple is
+`rtol(dtype) * sqrt(reduction length)` (rounding errors of a sum grow like the
+square root of its length), times `log2` of the transform size for FFT
+methods; `tolerance()` gives it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from . import _conv
+from ._geometry import Geometry, make_geometry
+from ._padding import pad_mode
+
+HIGHEST = lax.Precision.HIGHEST
+
+# rtol per dtype, before the sqrt(reduction length) factor: a few ulps.
+RTOL = {
+    "float64": 4e-15,
+    "float32": 2e-6,
+    "float16": 2e-3,
+    "bfloat16": 1.6e-2,
+}
+# Extra factor per method (FFT rounding grows with log2 of the transform size).
+METHOD_FACTOR = {"fft": "log2"}
+_LOW = ("float16", "bfloat16")
+
+
+def tolerance(method: str, dtype, g: Geometry) -> float:
+  """Relative tolerance (against the output scale) for `method` on `dtype`.
+
+  Args:
+    method: a method name.
+    dtype: the inputs' dtype.
+    g: the geometry; gives the reduction lengths and transform sizes.
+
+  Returns:
+    `RTOL[dtype] * sqrt(L)`, where `L` is the longest sum in the forward or
+    backward pass, times `log2` of the padded size for FFT methods.
+
+  Example:
+    >>> import jax, jaxconv.testing as t
+    >>> from jaxconv._geometry import make_geometry
+    >>> x = jax.ShapeDtypeStruct((1, 4, 8, 8), "float32")
+    >>> w = jax.ShapeDtypeStruct((4, 4, 3, 3), "float32")
+    >>> t.tolerance("direct", "float32", make_geometry("f", x, w)) < 1e-4
+    True
+  """
+  name = np.dtype(dtype).name
+  if name not in RTOL:
+    raise ValueError(
+        f"jaxconv.testing.tolerance: no tolerance for dtype={name}; expected one of "
+        f"{', '.join(RTOL)}.")
+  taps = math.prod(g.kernel_size)
+  reduction = max(g.in_channels_per_group * taps, g.out_channels_per_group * taps,
+                  g.batch * math.prod(g.out_spatial))
+  rtol = RTOL[name] * math.sqrt(reduction)
+  if METHOD_FACTOR.get(method) == "log2":
+    rtol *= max(1.0, math.log2(math.prod(g.padded_spatial)))
+  return rtol
+
+
+def reference_conv(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1,
+                   padding_mode="zeros", flip=False):
+  """`jaxconv.conv`'s meaning, computed by `lax.conv_general_dilated(HIGHEST)`.
+
+  Example:
+    >>> import jax.numpy as jnp, numpy as np
+    >>> from jaxconv.testing import reference_conv
+    >>> x = jnp.array([[[1.0, 2.0, 3.0, 4.0]]]); h = jnp.array([[[1.0, 0.0, -1.0]]])
+    >>> print(np.asarray(reference_conv(x, h)))
+    [[[-2. -2.]]]
+  """
+  g = make_geometry("jaxconv.testing.reference_conv", x, w, stride=stride,
+                    padding=padding, dilation=dilation, groups=groups,
+                    padding_mode=padding_mode, flip=flip)
+  pads = g.padding
+  if padding_mode != "zeros":
+    x = pad_mode(jnp.asarray(x), pads, padding_mode)
+    pads = ((0, 0),) * g.rank
+  if flip:
+    w = jnp.flip(w, axis=tuple(range(2, w.ndim)))
+  y = lax.conv_general_dilated(x, w, g.stride, pads, rhs_dilation=g.dilation,
+                               feature_group_count=groups, precision=HIGHEST)
+  return y if b is None else y + b.reshape((1, -1) + (1,) * g.rank)
+
+
+def reference_conv_transpose(x, w, b=None, *, stride=1, padding=0, output_padding=0,
+                             dilation=1, groups=1):
+  """`jaxconv.conv_transpose`'s meaning: the VJP of a lax convolution.
+
+  PyTorch defines the transposed convolution as the gradient of the forward
+  convolution with respect to its input; this computes exactly that, with
+  `jax.vjp` of `lax.conv_general_dilated(HIGHEST)` for the conv whose output
+  has `x`'s shape.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from jaxconv.testing import reference_conv_transpose
+    >>> reference_conv_transpose(jnp.ones((1, 2, 3)), jnp.ones((2, 4, 2)), stride=2).shape
+    (1, 4, 6)
+  """
+  rank = x.ndim - 2
+  s = _ints(stride, rank)
+  d = _ints(dilation, rank)
+  op = _ints(output_padding, rank)
+  pairs = [(p, p) if isinstance(p, int) else tuple(p)
+           for p in ((padding,) * rank if isinstance(padding, int) else padding)]
+  k = w.shape[2:]
+  out = [(n - 1) * ss - lo - hi + dd * (kk - 1) + o + 1
+         for n, ss, (lo, hi), dd, kk, o in zip(x.shape[2:], s, pairs, d, k, op)]
+  cout_g = w.shape[1]
+  # Forward conv: (N, C_out, *out) -> (N, C_in, *in) with kernel (C_in, C_out/G, *k).
+  forward = lambda z: lax.conv_general_dilated(
+      z, w, s, pairs, rhs_dilation=d, feature_group_count=groups, precision=HIGHEST)
+  z = jax.ShapeDtypeStruct((x.shape[0], cout_g * groups, *out), x.dtype)
+  (y,) = jax.linear_transpose(forward, z)(x)
+  return y if b is None else y + b.reshape((1, -1) + (1,) * rank)
+
+
+def _ints(v, rank):
+  return (v,) * rank if isinstance(v, int) else tuple(v)
+
+
+def _derivatives(f, primals, ct, tangents):
+  """Value, VJP in every argument, JVP and a second-order derivative of `f`.
+
+  The second-order term is the directional derivative (along `tangents`) of
+  the VJP: a Hessian-vector product of `<ct, f(primals)>`.
+  """
+  y, vjp = jax.vjp(f, *primals)
+  out = {"value": y}
+  for i, gi in enumerate(vjp(ct)):
+    out[f"vjp_{i}"] = gi
+  out["jvp"] = jax.jvp(f, primals, tangents)[1]
+  second = jax.jvp(lambda *p: jax.vjp(f, *p)[1](ct), primals, tangents)[1]
+  for i, hi in enumerate(second):
+    out[f"hvp_{i}"] = hi
+  return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+  """One compared quantity: max abs error, the output scale, the tolerance."""
+
+  name: str
+  error: float
+  scale: float
+  rtol: float
+
+  @property
+  def ok(self) -> bool:
+    return bool(np.isfinite(self.error)) and self.error <= self.rtol * self.scale
+
+
+def check_against_lax(method, x_shape, w_shape, dtype=jnp.float32, *, transpose=False,
+                      bias=False, seed=0, raise_on_failure=True, **conv_kwargs):
+  """Compare `method` with `lax.conv_general_dilated(precision=HIGHEST)`.
+
+  Values, the VJP with respect to every argument, the JVP and a second-order
+  derivative (the derivative of the VJP along a random direction) are compared
+  on random normal inputs, on the default backend. Low-precision inputs
+  (float16, bfloat16) are compared with a float32 reference computed from the
+  same rounded inputs.
+
+  Args:
+    method: a method name ('lax', 'direct', 'im2col', ...) or 'auto'.
+    x_shape: input shape `(N, C_in, *spatial)`.
+    w_shape: kernel shape: `(C_out, C_in // groups, *kernel)`, or for
+      `transpose=True` PyTorch's `(C_in, C_out // groups, *kernel)`.
+    dtype: input dtype. Default float32.
+    transpose: check `conv_transpose` instead of `conv`. Default False.
+    bias: also pass (and differentiate) a bias. Default False.
+    seed: PRNG seed for the inputs.
+    raise_on_failure: raise AssertionError listing every failed quantity.
+    **conv_kwargs: keyword arguments of `jaxconv.conv`/`conv_transpose`.
+
+  Returns:
+    A list of `Comparison`s, one per quantity.
+
+  Raises:
+    AssertionError: a quantity is outside its tolerance (if `raise_on_failure`).
+
+  Example:
+    >>> from jaxconv.testing import check_against_lax
+    >>> results = check_against_lax("im2col", (2, 4, 9, 9), (6, 2, 3, 3),
+    ...                             groups=2, stride=2, padding="SAME")
+    >>> all(r.ok for r in results)
+    True
+  """
+  dtype = np.dtype(dtype)
+  # NumPy's generator: jax.random would compile a sampler for every shape.
+  rng = np.random.default_rng(seed)
+  normal = lambda shape: rng.standard_normal(shape).astype(np.float32).astype(dtype)
+  x, w = normal(x_shape), normal(w_shape)
+  if transpose:
+    fn = lambda *a: _conv.conv_transpose(*a, **conv_kwargs, method=method)
+    ref = lambda *a: reference_conv_transpose(*a, **conv_kwargs)
+    y_struct = jax.eval_shape(fn, x, w)
+    # Tolerances from the forward convolution this one is the transpose of.
+    fwd = {k: v for k, v in conv_kwargs.items() if k != "output_padding"}
+    g = make_geometry("check_against_lax", y_struct, w, **fwd)
+  else:
+    fn = lambda *a: _conv.conv(*a, **conv_kwargs, method=method)
+    ref = lambda *a: reference_conv(*a, **conv_kwargs)
+    g = make_geometry("check_against_lax", x, w, **conv_kwargs)
+    y_struct = jax.eval_shape(fn, x, w)
+  primals = [x, w]
+  if bias:
+    primals.append(normal((y_struct.shape[1],)))
+  ct = normal(y_struct.shape)
+  tangents = [normal(p.shape) for p in primals]
+
+  ref_dtype = np.float32 if dtype.name in _LOW else dtype
+  host = lambda t: [np.asarray(a, ref_dtype) for a in t]   # no per-shape device ops
+  got = jax.jit(lambda p, c, t: _derivatives(fn, p, c, t))(primals, ct, tangents)
+  # One compiled reference serves both the values and (on |inputs|) the scales.
+  reference = jax.jit(lambda p, c, t: _derivatives(ref, p, c, t))
+  want = reference(host(primals), np.asarray(ct, ref_dtype), host(tangents))
+  absh = lambda t: [np.abs(a) for a in host(t)]
+  scale = reference(absh(primals), np.abs(np.asarray(ct, ref_dtype)), absh(tangents))
+  rtol = tolerance(method, dtype, g)
+  results = []
+  for name in want:
+    err = float(np.max(np.abs(np.asarray(got[name], ref_dtype) - np.asarray(want[name]))))
+    sc = float(np.max(np.asarray(scale[name]))) or 1.0
+    results.append(Comparison(name, err, sc, rtol))
+  bad = [r for r in results if not r.ok]
+  if bad and raise_on_failure:
+    lines = "; ".join(f"{r.name}: error {r.error:.3g} > {r.rtol:.3g} x scale {r.scale:.3g}"
+                      for r in bad)
+    raise AssertionError(
+        f"method={method!r} disagrees with lax for x{tuple(x_shape)} w{tuple(w_shape)} "
+        f"{dtype.name} {conv_kwargs}: {lines}")
+  return results
