@@ -54,8 +54,16 @@ def test_values_and_derivatives_match_lax(case, method):
   assert {r.name for r in results} >= {"value", "vjp_0", "vjp_1", "jvp", "hvp_0", "hvp_1"}
 
 
+# Numerical second-order checks are costly (many evaluations per compile): a
+# subset of the table that still covers every feature once.
+GRAD_CASES = [c for c in CASES if c.id in {
+    "1d-stride3-pad2", "1d-causal-dilated-depthwise", "1d-reflect", "1d-negative-pad",
+    "2d-same-even-kernel-stride2", "2d-groups2", "2d-circular", "2d-flip-stride2",
+    "3d-depthwise", "T1d-stride2", "T2d-pad1-outpad1-groups2"}]
+
+
 @pytest.mark.parametrize("method", METHOD_NAMES)
-@pytest.mark.parametrize("case", CASES[::3], ids=CASE_IDS[::3])
+@pytest.mark.parametrize("case", GRAD_CASES, ids=[c.id for c in GRAD_CASES])
 def test_numerical_gradients_second_order_float64(case, method):
   if _unsupported_reason(case, method):
     return
@@ -70,9 +78,9 @@ def test_jit_eager_vmap_per_example_grads_no_retrace(case, method):
   if _unsupported_reason(case, method):
     return
   x, w = _inputs(case)
+  x2, w2 = _inputs(case, seed=1)
   call = _call(case, method)
   tol = dict(atol=1e-5 * float(jnp.abs(x).max() * jnp.abs(w).sum()), rtol=0)
-
   chex.clear_trace_counter()
 
   def traced(x, w):
@@ -80,20 +88,19 @@ def test_jit_eager_vmap_per_example_grads_no_retrace(case, method):
 
   jitted = jax.jit(chex.assert_max_traces(traced, n=1))
   y = jitted(x, w)
-  x2, w2 = _inputs(case, seed=1)
   jitted(x2, w2)  # same shapes: must not trace again
   np.testing.assert_allclose(call(x, w), y, **tol)  # eager == jit
 
-  # vmap over an extra leading axis equals the loop over it.
-  xs = jnp.stack([x, x2])
-  ys = jax.vmap(call, in_axes=(0, None))(xs, w)
-  np.testing.assert_allclose(ys[1], call(x2, w), **tol)
+  # vmap over an extra leading axis equals the calls one by one.
+  ys = jax.jit(jax.vmap(call, in_axes=(0, None)))(jnp.stack([x, x2]), w)
+  np.testing.assert_allclose(ys[1], jitted(x2, w), **tol)
 
   # Per-example gradients: vmap(grad) over the batch equals grads of single examples.
   loss = lambda w, xi: jnp.sum(jnp.sin(call(xi[None], w)))
-  per_example = jax.vmap(jax.grad(loss), in_axes=(None, 0))(w, x)
+  per_example = jax.jit(jax.vmap(jax.grad(loss), in_axes=(None, 0)))(w, x)
+  single = jax.jit(jax.grad(loss))
   for i in range(x.shape[0]):
-    np.testing.assert_allclose(per_example[i], jax.grad(loss)(w, x[i]), **tol)
+    np.testing.assert_allclose(per_example[i], single(w, x[i]), **tol)
 
 
 def test_check_against_lax_catches_a_wrong_method(monkeypatch):
