@@ -143,3 +143,21 @@ def test_unsupported_geometry_names_the_methods_that_can(monkeypatch):
                            r"1-D\); use 'lax', 'direct', 'im2col'.* or 'auto'"):
     jaxconv.conv(X, W, method="picky")
   assert jaxconv.conv(jnp.zeros((1, 1, 5)), jnp.zeros((1, 1, 3)), method="picky").shape == (1, 1, 3)
+
+
+@pytest.mark.parametrize("method,w_shape,match", [
+    ("direct", (1, 1, 1025), r"method='direct' does not support .*1025 > 1024.*use 'lax'"),
+    ("im2col", (1, 1, 1025), r"method='im2col' does not support .*1025 > 1024"),
+])
+def test_unrolled_methods_refuse_huge_kernels(method, w_shape, match):
+  x = jax.ShapeDtypeStruct((1, 1, 2048), jnp.float32)
+  w = jax.ShapeDtypeStruct(w_shape, jnp.float32)
+  with pytest.raises(NotImplementedError, match=match):
+    jax.eval_shape(lambda x, w: jaxconv.conv(x, w, method=method), x, w)
+
+
+def test_im2col_refuses_a_patch_tensor_too_large_for_memory():
+  x = jax.ShapeDtypeStruct((64, 64, 256, 256), jnp.float32)
+  w = jax.ShapeDtypeStruct((64, 64, 5, 5), jnp.float32)
+  with pytest.raises(NotImplementedError, match=r"patch tensor would hold 6,710,886,400 elements"):
+    jax.eval_shape(lambda x, w: jaxconv.conv(x, w, method="im2col", padding=2), x, w)

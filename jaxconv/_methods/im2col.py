@@ -17,9 +17,20 @@ from .._patches import extract_patches
 from ._common import grouped_matmul, out_dtype
 
 
+# The patch tensor is materialised: refuse ones that would not fit in memory.
+MAX_PATCH_ELEMENTS = 2**28
+MAX_TAPS = 1024
+
+
 def supports(g: Geometry) -> str | None:
-  """Every geometry: padding and lhs dilation go through one `lax.pad`."""
-  del g
+  """Any padding, stride, dilation or groups, while the patch tensor is small enough."""
+  taps = math.prod(g.kernel_size)
+  if taps > MAX_TAPS:
+    return f"it unrolls one slice per kernel tap and this kernel has {taps} > {MAX_TAPS}"
+  elements = g.batch * g.in_channels * taps * math.prod(g.out_spatial)
+  if elements > MAX_PATCH_ELEMENTS:
+    return (f"its patch tensor would hold {elements:,} elements "
+            f"(> {MAX_PATCH_ELEMENTS:,})")
   return None
 
 
