@@ -21,7 +21,13 @@ AUTO = "auto"
 
 
 def method_names() -> tuple[str, ...]:
-  """Names accepted by `method=` (besides 'auto')."""
+  """Names accepted by `method=` (besides 'auto'), in order of preference.
+
+  Example:
+    >>> import jaxconv
+    >>> jaxconv.method_names()[:3]
+    ('lax', 'direct', 'im2col')
+  """
   return tuple(METHODS)
 
 
