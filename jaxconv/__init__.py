@@ -15,6 +15,11 @@ from ._conv import conv_general_dilated as conv_general_dilated
 from ._conv import conv_transpose as conv_transpose
 from ._conv import method_names as method_names
 from ._geometry import output_shape as output_shape
+from ._operator import ConvOperator as ConvOperator
+from ._operator import circulant_matrix as circulant_matrix
+from ._operator import conv_matrix as conv_matrix
+from ._operator import conv_operator as conv_operator
+from ._operator import toeplitz_matrix as toeplitz_matrix
 from ._patches import fold as fold
 from ._patches import unfold as unfold
 from ._windows import patchify as patchify
@@ -25,13 +30,18 @@ from ._windows import window_reverse as window_reverse
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConvOperator",
+    "circulant_matrix",
     "conv",
     "conv_general_dilated",
+    "conv_matrix",
+    "conv_operator",
     "conv_transpose",
     "fold",
     "method_names",
     "output_shape",
     "patchify",
+    "toeplitz_matrix",
     "unfold",
     "unpatchify",
     "window_partition",
