@@ -362,14 +362,21 @@ def _is_circulant(g: Geometry) -> bool:
 
 
 def _circulant_symbol(w, g: Geometry):
-  """`(G, *n, C_out/G, C_in/G)`: per frequency, the matrix of kernel DFTs.
+  """Per frequency, the `C_out/G x C_in/G` matrix of kernel DFTs, and multiplicities.
 
-  The DFT is taken over the input's spatial size at the (dilated) tap
-  positions only, so it costs `O(C_out * C_in/G * k * prod(n))`; taps that wrap
-  around a period add up, as they do in the circulant matrix.
+  Returns `(symbol, count)`: `symbol` is `(G, *freqs, C_out/G, C_in/G)` and
+  `count` a static int array of shape `freqs` saying how many frequencies of
+  the full spectrum each one stands for. The DFT is taken over the input's
+  spatial size at the (dilated) tap positions only, costing
+  `O(C_out * C_in/G * k * prod(n))`; taps that wrap around a period add up, as
+  they do in the circulant matrix. For a real kernel the symbol at `-f` is the
+  conjugate of the one at `f` (same singular values), so only the
+  non-negative half of the last axis is formed, as `rfft` does, and every
+  frequency without a partner inside that half counts twice.
   """
   if g.flip:
     w = jnp.flip(w, axis=tuple(range(2, w.ndim)))
+  real = not jnp.iscomplexobj(w)
   cdtype = jnp.result_type(w.dtype, np.complex64)
   groups, og, cg = g.groups, g.out_channels_per_group, g.in_channels_per_group
   r = g.rank
@@ -382,11 +389,16 @@ def _circulant_symbol(w, g: Geometry):
   dfts = []
   for dim in range(r):
     n = g.in_spatial[dim]
+    freqs = np.arange(n // 2 + 1 if real and dim == r - 1 else n)
     pos = np.arange(g.kernel_size[dim]) * g.dilation[dim]
-    phase = np.exp(2j * np.pi * np.outer(pos, np.arange(n)) / n)
-    dfts.append(jnp.asarray(phase, cdtype))
+    dfts.append(jnp.asarray(np.exp(2j * np.pi * np.outer(pos, freqs) / n), cdtype))
+  count = np.ones([d.shape[1] for d in dfts], np.int64)
+  if real:
+    n = g.in_spatial[-1]
+    last = np.arange(n // 2 + 1)
+    count[..., (last > 0) & (2 * last != n)] = 2   # f and -f are distinct there
   wg = w.reshape(groups, og, cg, *g.kernel_size).astype(cdtype)
-  return jnp.einsum(spec, wg, *dfts, precision=lax.Precision.HIGHEST)
+  return jnp.einsum(spec, wg, *dfts, precision=lax.Precision.HIGHEST), count
 
 
 @jax.tree_util.register_pytree_node_class
@@ -550,7 +562,10 @@ class ConvOperator:
     """
     g = self.geometry
     if _is_circulant(g):
-      s = jnp.linalg.svd(_circulant_symbol(self.w, g), compute_uv=False)
+      symbol, count = _circulant_symbol(self.w, g)
+      s = jnp.linalg.svd(symbol, compute_uv=False)          # (G, *freqs, min)
+      s = jnp.repeat(s.reshape(g.groups, -1, s.shape[-1]), count.ravel(), axis=1,
+                     total_repeat_length=int(count.sum()))
     else:
       s = jnp.linalg.svd(self.as_matrix(max_elements=max_elements), compute_uv=False)
     return -jnp.sort(-s.ravel())
@@ -599,8 +614,7 @@ class ConvOperator:
           f"{fn}: `max_iters` must be a positive int; got max_iters={max_iters!r}.")
     g = self.geometry
     if _is_circulant(g):
-      s = jnp.linalg.svd(_circulant_symbol(self.w, g), compute_uv=False)
-      return jnp.max(s)
+      return jnp.max(jnp.linalg.svd(_circulant_symbol(self.w, g)[0], compute_uv=False))
     w = self.w
     dtype = jnp.result_type(w.dtype, np.float32)
     real = jnp.finfo(dtype).dtype

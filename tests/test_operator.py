@@ -438,3 +438,10 @@ def test_spectral_norm_with_a_prng_key_start():
   exact = np.linalg.svd(np.asarray(op.as_matrix()), compute_uv=False)[0]
   sigma = jax.jit(lambda o, k: o.spectral_norm(key=k))(op, jax.random.key(3))
   np.testing.assert_allclose(sigma, exact, rtol=1e-8)
+
+
+def test_circular_singular_values_complex_kernel_uses_the_full_spectrum():
+  w = _rand((2, 3, 3, 2)) + 1j * _rand((2, 3, 3, 2), seed=1)
+  op = conv_operator(w, (3, 4, 5), padding=[(1, 1), (0, 1)], padding_mode="circular")
+  dense = np.linalg.svd(np.asarray(op.as_matrix()), compute_uv=False)
+  np.testing.assert_allclose(op.singular_values(), dense, rtol=1e-10, atol=1e-10)

@@ -46,8 +46,8 @@ def test_1d_row_matrix_is_the_seed_001_toeplitz_matrix():
   k = jnp.array([1.0, 2.0, 3.0])
   g = _geometry((1, 1, 5), (1, 1, 3))
   mats = toeplitz.row_matrices(k[None, None], g)
-  assert mats.shape == (1, 1, 1, 5, 1, 3)           # (G, lead, Cg, W_pad, Og, W_out)
-  np.testing.assert_array_equal(mats[0, 0, 0, :, 0, :].T, toeplitz_matrix(k, 5))
+  assert mats.shape == (1, 1, 1, 5, 3, 1)           # (G, lead, Cg, W_pad, W_out, Og)
+  np.testing.assert_array_equal(mats[0, 0, 0, :, :, 0].T, toeplitz_matrix(k, 5))
 
 
 def test_2d_row_matrices_are_the_blocks_of_the_seed_002_doubly_block_matrix():
@@ -56,7 +56,7 @@ def test_2d_row_matrices_are_the_blocks_of_the_seed_002_doubly_block_matrix():
   mats = toeplitz.row_matrices(w, g)                 # one per kernel row
   dense = np.asarray(conv_matrix(w, (1, 4, 4)))      # 9 x 16, blocks of 3 x 4
   for row in range(2):
-    np.testing.assert_array_equal(mats[0, row, 0, :, 0, :].T, dense[:3, 4 * row:4 * row + 4])
+    np.testing.assert_array_equal(mats[0, row, 0, :, :, 0].T, dense[:3, 4 * row:4 * row + 4])
   x = jnp.arange(16.0).reshape(1, 1, 4, 4)
   np.testing.assert_array_equal(toeplitz.conv(x, w, g).ravel(), dense @ x.ravel())
 
@@ -68,13 +68,14 @@ def test_1d_channels_row_matrix_is_the_dense_matrix(stride, dilation, groups):
   # diagonal over groups.
   w = _rand((4, 4 // groups, 3))
   g = _geometry((1, 4, 11), w.shape, stride=stride, dilation=dilation, groups=groups)
-  mats = toeplitz.row_matrices(w, g)[:, 0]           # (G, Cg, P, Og, O)
+  mats = toeplitz.row_matrices(w, g)[:, 0]           # (G, Cg, P, O, Og)
   dense = np.asarray(conv_matrix(w, (4, 11), stride=stride, dilation=dilation,
                                  groups=groups))
   cg, og, p, o = 4 // groups, 4 // groups, 11, g.out_spatial[0]
   for gi in range(groups):
     block = dense[gi * og * o:(gi + 1) * og * o, gi * cg * p:(gi + 1) * cg * p]
-    np.testing.assert_array_equal(mats[gi].reshape(cg * p, og * o).T, block)
+    rows = jnp.swapaxes(mats[gi], -1, -2).reshape(cg * p, og * o)   # columns (Og, O)
+    np.testing.assert_array_equal(rows.T, block)
 
 
 # --- values and derivatives against lax -----------------------------------------
