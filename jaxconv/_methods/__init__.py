@@ -7,7 +7,7 @@ flipped when `g.flip`), and returns `(N, C_out, *g.out_spatial)` computing the
 cross-correlation with `g`'s zero padding, strides, dilations and groups.
 """
 
-from . import direct, im2col, toeplitz
+from . import direct, fft, im2col, toeplitz
 from . import lax as lax_method
 
 # name -> module; order is the order of preference in error messages.
@@ -16,4 +16,5 @@ METHODS = {
     "direct": direct,
     "im2col": im2col,
     "toeplitz": toeplitz,
+    "fft": fft,
 }

@@ -1,0 +1,394 @@
+"""scipy.signal-style `convolve`, `correlate`, `fftconvolve`, `oaconvolve`.
+
+Same meaning as `scipy.signal`'s functions of the same names: N-d inputs of
+equal rank, modes 'full'/'same'/'valid', complex inputs, and (for the FFT
+functions, and here also `convolve`/`correlate` with `axes`) broadcasting over
+the dimensions that are not convolved. They are computed by the engine behind
+`method="fft"` (`jaxconv._fftcore`): the broadcast dimensions become the batch,
+the groups and the output channels of one grouped correlation, so a stack of
+signals sharing a filter (or a filter bank applied to one signal) is one FFT
+per signal and per filter, not a Python loop.
+
+scipy's rules, kept here: axes where either input has length 1 are broadcast,
+not transformed; in 'valid' mode the inputs are swapped when `in2` is the
+larger one, and it is an error if neither is at least as large as the other in
+every convolved axis; in 'same' mode the output is the centre of the full
+result with `in1`'s shape (in every dimension); two 0-d inputs multiply; an
+empty input gives an empty result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from . import _fftcore
+from ._geometry import _is_int, make_geometry
+
+_MODES = ("full", "same", "valid")
+_METHODS = ("auto", "direct", "fft", "oa")
+
+
+def next_fast_len(n: int) -> int:
+  """The smallest 2·3·5·7-smooth integer `>= n`: a fast FFT length.
+
+  Like `scipy.fft.next_fast_len`, with the factors XLA's FFT handles
+  quickly (2, 3, 5 and 7).
+
+  Args:
+    n: target length, a non-negative int (0 gives 0).
+
+  Returns:
+    An int `>= n` whose only prime factors are 2, 3, 5 and 7.
+
+  Raises:
+    TypeError: `n` is not an int.
+    ValueError: `n` is negative.
+
+  Example:
+    >>> import jaxconv
+    >>> jaxconv.next_fast_len(97), jaxconv.next_fast_len(1000), jaxconv.next_fast_len(1025)
+    (98, 1000, 1029)
+  """
+  fn = "jaxconv.next_fast_len"
+  if not _is_int(n):
+    raise TypeError(f"{fn}: `n` must be an int; got n={n!r}.")
+  if n < 0:
+    raise ValueError(f"{fn}: `n` must be non-negative; got n={n}.")
+  return 0 if n == 0 else _fftcore.fast_len(int(n))
+
+
+# --- argument handling --------------------------------------------------------
+
+def _check_mode_method(mode, method, fn, methods=_METHODS):
+  if not isinstance(mode, str) or mode not in _MODES:
+    raise ValueError(f"{fn}: unknown `mode`; got mode={mode!r}, expected one of "
+                     f"{', '.join(repr(m) for m in _MODES)}.")
+  if method is not None and (not isinstance(method, str) or method not in methods):
+    raise ValueError(f"{fn}: unknown `method`; got method={method!r}, expected one of "
+                     f"{', '.join(repr(m) for m in methods)}.")
+
+
+def _normalize_axes(axes, ndim: int, fn: str) -> list[int]:
+  if axes is None:
+    return list(range(ndim))
+  seq = [axes] if _is_int(axes) else axes
+  if not isinstance(seq, Sequence) or isinstance(seq, str) or not all(
+      _is_int(a) for a in seq):
+    raise TypeError(f"{fn}: `axes` must be None, an int or a sequence of ints; "
+                    f"got axes={axes!r}.")
+  if not seq:
+    raise ValueError(f"{fn}: `axes` must not be empty when given; got axes={axes!r}.")
+  if any(a < -ndim or a >= ndim for a in seq):
+    raise ValueError(f"{fn}: `axes` out of range for inputs of rank {ndim}; "
+                     f"got axes={tuple(seq)!r}.")
+  out = [int(a) % ndim for a in seq]
+  if len(set(out)) != len(out):
+    raise ValueError(f"{fn}: `axes` must not repeat an axis; got axes={tuple(seq)!r}.")
+  return out
+
+
+def _valid_swap(s1, s2, axes, fn: str) -> bool:
+  """scipy's 'valid' rule: True if the inputs must be swapped."""
+  ok1 = all(s1[a] >= s2[a] for a in axes)
+  ok2 = all(s2[a] >= s1[a] for a in axes)
+  if not (ok1 or ok2):
+    raise ValueError(
+        f"{fn}: in mode='valid' one input must be at least as large as the other in "
+        f"every convolved axis; got shapes {tuple(s1)} and {tuple(s2)} over axes "
+        f"{tuple(axes)}.")
+  return not ok1
+
+
+def _inexact(dtype):
+  dtype = np.dtype(dtype)
+  return dtype if jnp.issubdtype(dtype, jnp.inexact) else np.dtype(jnp.result_type(dtype, float))
+
+
+def _reverse_conj(x):
+  x = jnp.flip(x)
+  return jnp.conj(x) if jnp.iscomplexobj(x) else x
+
+
+# --- the shared core ----------------------------------------------------------
+
+def _convolve(in1, in2, mode, method, axes, fn, *, all_axes_swap=False):
+  """Convolution of `in1` with `in2` over `axes`; `method` in direct/fft/oa/auto.
+
+  `all_axes_swap` applies `scipy.signal.convolve`'s 'valid' check over every
+  axis (before length-1 axes are set aside), as scipy does when no `axes`.
+  """
+  in1, in2 = jnp.asarray(in1), jnp.asarray(in2)
+  if in1.ndim == 0 and in2.ndim == 0:
+    return in1 * in2
+  if in1.ndim != in2.ndim:
+    raise ValueError(f"{fn}: `in1` and `in2` must have the same number of dimensions; "
+                     f"got in1.shape={in1.shape} and in2.shape={in2.shape}.")
+  given_axes = axes is not None
+  axes = _normalize_axes(axes, in1.ndim, fn)
+  rt = np.dtype(jnp.result_type(in1, in2))
+  if in1.size == 0 or in2.size == 0:
+    return jnp.zeros((0,), rt if method == "direct" else _inexact(rt))
+  if all_axes_swap and mode == "valid" and _valid_swap(in1.shape, in2.shape, axes, fn):
+    in1, in2 = in2, in1
+  s1, s2 = in1.shape, in2.shape
+  conv_axes = [a for a in axes if s1[a] != 1 and s2[a] != 1]
+  other = [a for a in range(in1.ndim) if a not in conv_axes]
+  if not all(s1[a] == s2[a] or s1[a] == 1 or s2[a] == 1 for a in other):
+    raise ValueError(
+        f"{fn}: the dimensions that are not convolved must be equal or 1 (they "
+        f"broadcast); got in1.shape={tuple(s1)} and in2.shape={tuple(s2)} with axes="
+        f"{tuple(axes) if given_axes else None}.")
+  if mode == "valid" and _valid_swap(s1, s2, conv_axes, fn):
+    in1, in2 = in2, in1
+    s1, s2 = s2, s1
+  if mode == "same":
+    # scipy centres the full result to in1's shape in *every* dimension: a
+    # broadcast dim where only in2 is longer keeps in2's centre element.
+    idx = tuple(slice((s2[a] - 1) // 2, (s2[a] - 1) // 2 + 1)
+                if a in other and s1[a] == 1 and s2[a] > 1 else slice(None)
+                for a in range(in1.ndim))
+    in2 = in2[idx]
+    s2 = in2.shape
+  if method == "auto":
+    method = _choose(s1, s2, conv_axes, other, mode, rt)
+  if method == "direct":
+    return _grouped(in1, in2, conv_axes, other, mode, fn, rt, "direct")
+  return _grouped(in1, in2, conv_axes, other, mode, fn, _inexact(rt), method)
+
+
+def _choose(s1, s2, conv_axes, other, mode, rt) -> str:
+  """'direct' for exact (integer/bool) inputs or when it is cheaper, else 'fft-auto'."""
+  if not jnp.issubdtype(rt, jnp.inexact) or not conv_axes:
+    return "direct"
+  batch = math.prod(max(s1[a], s2[a]) for a in other)
+  k = math.prod(s2[a] for a in conv_axes)
+  if mode == "full":
+    out = math.prod(s1[a] + s2[a] - 1 for a in conv_axes)
+  elif mode == "same":
+    out = math.prod(s1[a] for a in conv_axes)
+  else:
+    out = math.prod(s1[a] - s2[a] + 1 for a in conv_axes)
+  direct = 2.0 * batch * out * k
+  sizes = [_fftcore.fast_len(s1[a] + s2[a] - 1) for a in conv_axes]
+  f = math.prod(sizes)
+  fft = batch * 3 * 2.5 * f * max(1.0, math.log2(f)) + batch * f * 8.0
+  return "fft-auto" if fft < direct else "direct"
+
+
+def _layout(s1, s2, other):
+  """Split the broadcast dims into batch (in1 only), groups (both), channels (in2 only)."""
+  n_dims = [a for a in other if s1[a] > 1 and s2[a] == 1]
+  g_dims = [a for a in other if s1[a] > 1 and s2[a] > 1]
+  o_dims = [a for a in other if s1[a] == 1 and s2[a] > 1]
+  ones = [a for a in other if s1[a] == 1 and s2[a] == 1]
+  return n_dims, g_dims, o_dims, ones
+
+
+def _pads(s2, conv_axes, mode):
+  pads = []
+  for a in conv_axes:
+    k = s2[a]
+    if mode == "full":
+      pads.append((k - 1, k - 1))
+    elif mode == "same":
+      st = (k - 1) // 2
+      pads.append((k - 1 - st, st))
+    else:
+      pads.append((0, 0))
+  return tuple(pads)
+
+
+_ENGINE_OA = {"fft": False, "oa": True, "fft-auto": None}
+
+
+def _grouped(in1, in2, conv_axes, other, mode, fn, dtype, engine):
+  """The broadcast convolution as one grouped correlation `(N, G, *s) x (G*O, 1, *k)`.
+
+  Broadcast dims where only `in1` varies are the batch, where both vary the
+  groups, where only `in2` varies the output channels per group; the kernel is
+  flipped (convolution is correlation with the reversed kernel) and padded
+  for the mode.
+  """
+  s1, s2 = in1.shape, in2.shape
+  in1, in2 = in1.astype(dtype), in2.astype(dtype)
+  if not conv_axes:  # every axis broadcasts: a plain product
+    return in1 * in2
+  n_dims, g_dims, o_dims, ones = _layout(s1, s2, other)
+  nn = math.prod(s1[a] for a in n_dims)
+  gg = math.prod(s1[a] for a in g_dims)
+  oo = math.prod(s2[a] for a in o_dims)
+  order = n_dims + g_dims + o_dims + ones + conv_axes
+  x = jnp.transpose(in1, order).reshape(nn, gg, *[s1[a] for a in conv_axes])
+  w = jnp.transpose(in2, [*g_dims, *o_dims, *n_dims, *ones, *conv_axes])
+  w = w.reshape(gg * oo, 1, *[s2[a] for a in conv_axes])
+  w = jnp.flip(w, axis=tuple(range(2, w.ndim)))
+  pads = _pads(s2, conv_axes, mode)
+  if engine == "direct":
+    y = lax.conv_general_dilated(x, w, (1,) * len(conv_axes), pads,
+                                 feature_group_count=gg, precision=lax.Precision.HIGHEST)
+  else:
+    g = make_geometry(fn, x, w, padding=pads, groups=gg, precision=lax.Precision.HIGHEST)
+    y = _fftcore.run(x, w, g, _fftcore.plan_conv(g, _ENGINE_OA[engine]))
+  shape = ([s1[a] for a in n_dims] + [s1[a] for a in g_dims] + [s2[a] for a in o_dims]
+           + [1] * len(ones) + list(y.shape[2:]))
+  return jnp.transpose(y.reshape(shape), np.argsort(order))
+
+
+def _round_to(out, rt):
+  """scipy.signal.convolve's rule: FFT results of integer inputs are rounded back."""
+  if rt.kind in "iub":
+    out = jnp.round(out.real if jnp.iscomplexobj(out) else out)
+  return out.astype(rt)
+
+
+# --- public functions ---------------------------------------------------------
+
+def convolve(in1, in2, mode="full", method="auto", axes=None):
+  """Convolve two N-d arrays, as `scipy.signal.convolve`.
+
+  `out[n] = sum_k in1[n - k] * in2[k]` over the convolved axes.
+
+  Args:
+    in1: first input, any shape.
+    in2: second input, same number of dimensions as `in1`.
+    mode: 'full' (every overlap, `s1 + s2 - 1` per axis), 'same' (the centre
+      with `in1`'s shape) or 'valid' (full overlaps only, `|s1 - s2| + 1`).
+      Default 'full'.
+    method: 'auto' (direct or FFT by a cost estimate; always direct for
+      integer and bool inputs), 'direct' (`lax.conv_general_dilated` at
+      HIGHEST precision), 'fft' (one transform per axis) or 'oa' (overlap-add).
+      Default 'auto'. With 'fft'/'oa', integer inputs are rounded back to
+      their dtype, as scipy does.
+    axes: axes to convolve over (default all); the other dimensions must be
+      equal or 1 and broadcast, as in `fftconvolve`.
+
+  Returns:
+    The convolution, dtype `result_type(in1, in2)`.
+
+  Raises:
+    TypeError: `axes` is not an int or a sequence of ints.
+    ValueError: unknown `mode` or `method`; ranks differ; `axes` out of range,
+      repeated or empty; non-convolved dimensions that do not broadcast;
+      `mode='valid'` where neither input is at least as large as the other in
+      every convolved axis.
+
+  Example:
+    >>> import jax.numpy as jnp, numpy as np, jaxconv
+    >>> print(np.asarray(jaxconv.convolve(jnp.array([1, 2, 3]), jnp.array([0, 1, 2]))))
+    [0 1 4 7 6]
+  """
+  fn = "jaxconv.convolve"
+  _check_mode_method(mode, method, fn)
+  rt = np.dtype(jnp.result_type(jnp.asarray(in1), jnp.asarray(in2)))
+  out = _convolve(in1, in2, mode, method, axes, fn, all_axes_swap=axes is None)
+  return _round_to(out, rt) if method in ("fft", "oa") or out.dtype != rt else out
+
+
+def correlate(in1, in2, mode="full", method="auto", axes=None):
+  """Cross-correlate two N-d arrays, as `scipy.signal.correlate`.
+
+  `out[n] = sum_k in1[n + k] * conj(in2[k])`, i.e.
+  `convolve(in1, conj(in2[::-1, ...]))`; the 'full' output's index 0 is lag
+  `-(len(in2) - 1)`.
+
+  Args:
+    in1: first input.
+    in2: second input, same number of dimensions.
+    mode: 'full', 'same' or 'valid', as `convolve`. Default 'full'.
+    method: 'auto', 'direct', 'fft' or 'oa', as `convolve`. Default 'auto'.
+    axes: axes to correlate over (default all); others broadcast.
+
+  Returns:
+    The cross-correlation, dtype `result_type(in1, in2)`.
+
+  Raises:
+    TypeError, ValueError: as `convolve`.
+
+  Example:
+    >>> import jax.numpy as jnp, numpy as np, jaxconv
+    >>> print(np.asarray(jaxconv.correlate(jnp.array([1, 2, 3]), jnp.array([0, 1, 2]))))
+    [2 5 8 3 0]
+  """
+  fn = "jaxconv.correlate"
+  _check_mode_method(mode, method, fn)
+  in1, in2 = jnp.asarray(in1), jnp.asarray(in2)
+  if in1.ndim == 0 and in2.ndim == 0:
+    return in1 * (jnp.conj(in2) if jnp.iscomplexobj(in2) else in2)
+  if in1.ndim != in2.ndim:
+    raise ValueError(f"{fn}: `in1` and `in2` must have the same number of dimensions; "
+                     f"got in1.shape={in1.shape} and in2.shape={in2.shape}.")
+  ax = _normalize_axes(axes, in2.ndim, fn)
+  rev = jnp.flip(in2, axis=ax)
+  rev = jnp.conj(rev) if jnp.iscomplexobj(rev) else rev
+  rt = np.dtype(jnp.result_type(in1, in2))
+  out = _convolve(in1, rev, mode, method, axes, fn, all_axes_swap=axes is None)
+  return _round_to(out, rt) if method in ("fft", "oa") or out.dtype != rt else out
+
+
+def fftconvolve(in1, in2, mode="full", axes=None):
+  """Convolve two N-d arrays by FFT, as `scipy.signal.fftconvolve`.
+
+  One real (or complex) transform per convolved axis, of a 2·3·5·7-smooth
+  length; 'same' and 'valid' transform only what they need.
+
+  Args:
+    in1: first input.
+    in2: second input, same number of dimensions.
+    mode: 'full', 'same' or 'valid'. Default 'full'.
+    axes: axes to convolve over (default all); the other dimensions must be
+      equal or 1 and broadcast.
+
+  Returns:
+    The convolution, in the inexact dtype of `result_type(in1, in2)`.
+
+  Raises:
+    TypeError, ValueError: as `convolve`.
+
+  Example:
+    >>> import jax.numpy as jnp, numpy as np, jaxconv
+    >>> x = jnp.array([1.0, 2.0, 3.0]); h = jnp.array([0.0, 1.0, 0.5])
+    >>> with jnp.printoptions(precision=3, suppress=True):
+    ...   print(np.asarray(jaxconv.fftconvolve(x, h)))
+    [0.  1.  2.5 4.  1.5]
+  """
+  fn = "jaxconv.fftconvolve"
+  _check_mode_method(mode, None, fn)
+  return _convolve(in1, in2, mode, "fft", axes, fn)
+
+
+def oaconvolve(in1, in2, mode="full", axes=None):
+  """Convolve two N-d arrays by overlap-add, as `scipy.signal.oaconvolve`.
+
+  The longer input is cut into blocks along each convolved axis where that
+  is cheaper (block size by a cost estimate), each block is convolved by FFT
+  with the other input, and the blocks' results are added at their offsets.
+  Falls back to one transform where a single block is best, as scipy does.
+
+  Args:
+    in1: first input.
+    in2: second input, same number of dimensions.
+    mode: 'full', 'same' or 'valid'. Default 'full'.
+    axes: axes to convolve over (default all); others broadcast.
+
+  Returns:
+    The convolution, in the inexact dtype of `result_type(in1, in2)`.
+
+  Raises:
+    TypeError, ValueError: as `convolve`.
+
+  Example:
+    >>> import jax.numpy as jnp, numpy as np, jaxconv
+    >>> x = jnp.ones(1000); h = jnp.ones(3) / 3      # a moving average
+    >>> y = jaxconv.oaconvolve(x, h, mode="valid")
+    >>> with jnp.printoptions(precision=3, suppress=True):
+    ...   print(y.shape, np.asarray(y)[:4])
+    (998,) [1. 1. 1. 1.]
+  """
+  fn = "jaxconv.oaconvolve"
+  _check_mode_method(mode, None, fn)
+  return _convolve(in1, in2, mode, "oa", axes, fn)
