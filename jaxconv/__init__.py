@@ -22,6 +22,11 @@ from ._operator import conv_operator as conv_operator
 from ._operator import toeplitz_matrix as toeplitz_matrix
 from ._patches import fold as fold
 from ._patches import unfold as unfold
+from ._signal import convolve as convolve
+from ._signal import correlate as correlate
+from ._signal import fftconvolve as fftconvolve
+from ._signal import next_fast_len as next_fast_len
+from ._signal import oaconvolve as oaconvolve
 from ._windows import patchify as patchify
 from ._windows import unpatchify as unpatchify
 from ._windows import window_partition as window_partition
@@ -37,8 +42,13 @@ __all__ = [
     "conv_matrix",
     "conv_operator",
     "conv_transpose",
+    "convolve",
+    "correlate",
+    "fftconvolve",
     "fold",
     "method_names",
+    "next_fast_len",
+    "oaconvolve",
     "output_shape",
     "patchify",
     "toeplitz_matrix",
