@@ -12,12 +12,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from . import _select
+from . import _autotune, _select
 from ._geometry import Geometry, _is_int, _shape_of, make_geometry, ntuple, normalize_padding
 from ._methods import METHODS
 from ._padding import method_geometry, pad_mode
 
 AUTO = "auto"
+AUTOTUNE = "autotune"
 
 
 def method_names() -> tuple[str, ...]:
@@ -32,14 +33,16 @@ def method_names() -> tuple[str, ...]:
 
 
 def _check_method(method, fn: str) -> None:
-  if not isinstance(method, str) or (method != AUTO and method not in METHODS):
-    names = ", ".join(repr(m) for m in (AUTO, *METHODS))
+  if not isinstance(method, str) or (method not in (AUTO, AUTOTUNE) and method not in METHODS):
+    names = ", ".join(repr(m) for m in (AUTO, *METHODS, AUTOTUNE))
     raise ValueError(f"{fn}: unknown `method`; got method={method!r}, expected one of {names}.")
 
 
 def _dispatch(x, w, g: Geometry, method: str, fn: str):
   if method == AUTO:
     method, _ = _select.select(g)
+  elif method == AUTOTUNE:
+    method = _autotune.choose(g)
   reason = METHODS[method].supports(g)
   if reason is not None:
     others = [m for m, mod in METHODS.items() if m != method and mod.supports(g) is None]

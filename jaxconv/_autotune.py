@@ -1,0 +1,259 @@
+"""`method="autotune"`: time the candidates once per geometry, remember the winner.
+
+On the first trace of a key (geometry, dtype, precision, backend and device
+kind), every candidate method is compiled and timed, forward+backward, on
+random inputs of that shape, outside the caller's trace (the geometry is
+static, so this works under `jit`, `vmap` and `grad`); the fastest is kept in
+memory and in a JSON file, so later traces, and later processes, cost a dict
+lookup. Since the choice depends only on the static key, the forward and the
+backward pass of one call always use the same method.
+
+The file is `$JAXCONV_AUTOTUNE_CACHE` when that is set, else
+`$XDG_CACHE_HOME/jaxconv/autotune.json` (default `~/.cache/jaxconv/...`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from . import _select
+from ._geometry import Geometry
+from ._methods import METHODS
+
+ENV_VAR = "JAXCONV_AUTOTUNE_CACHE"
+VERSION = 1
+
+PRUNE = 10.0
+"""Candidates estimated by the cost model at more than `PRUNE` x the best
+estimate are not timed (lax and auto's choice always are)."""
+
+BUDGET_S = 0.2
+"""Seconds of timed runs per candidate (at least 3 runs, at most 10)."""
+
+CUTOFF = 5.0
+"""A candidate whose warm-up run is `CUTOFF` x slower than the best time so far
+is not timed further."""
+
+_memory: dict[str, str] = {}
+
+
+# --- the file --------------------------------------------------------------------
+
+def cache_path() -> Path:
+  """The cache file: `$JAXCONV_AUTOTUNE_CACHE`, else the user cache dir.
+
+  Raises:
+    ValueError: `$JAXCONV_AUTOTUNE_CACHE` names an existing directory.
+  """
+  env = os.environ.get(ENV_VAR, "")
+  if env:
+    path = Path(env).expanduser()
+    if path.is_dir():
+      raise ValueError(
+          f"jaxconv autotune: ${ENV_VAR} must name a file, not a directory; got "
+          f"{ENV_VAR}={env!r}. Use e.g. {str(path / 'autotune.json')!r}.")
+    return path
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+  return Path(base).expanduser() / "jaxconv" / "autotune.json"
+
+
+def _read(path: Path) -> dict[str, dict]:
+  """The entries of the cache file; a missing file is empty, a corrupt one too (warned)."""
+  try:
+    text = path.read_text()
+  except (FileNotFoundError, NotADirectoryError):
+    return {}
+  except OSError as e:
+    warnings.warn(f"jaxconv autotune: cannot read the cache {path} ({e}); ignoring it.",
+                  stacklevel=3)
+    return {}
+  try:
+    data = json.loads(text)
+    entries = data["entries"]
+    if not isinstance(entries, dict):
+      raise TypeError("'entries' is not an object")
+  except (ValueError, KeyError, TypeError) as e:
+    warnings.warn(
+        f"jaxconv autotune: ignoring the corrupt cache file {path} ({type(e).__name__}: "
+        f"{e}); it will be rewritten.", stacklevel=3)
+    return {}
+  return entries
+
+
+def _write(path: Path, key: str, entry: dict) -> None:
+  """Add `entry` under `key` (keeping other processes' entries); atomic replace."""
+  entries = _read(path)
+  entries[key] = entry
+  try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"version": VERSION, "entries": entries}, indent=1) + "\n")
+    os.replace(tmp, path)
+  except OSError as e:
+    warnings.warn(
+        f"jaxconv autotune: cannot write the cache {path} ({e}); the choice is kept in "
+        f"memory for this process only. Set ${ENV_VAR} to a writable file.", stacklevel=3)
+
+
+def clear_autotune_cache() -> None:
+  """Forget every autotuned choice: in memory and in the cache file.
+
+  The next `method="autotune"` trace of each geometry times the candidates
+  again. The file is `$JAXCONV_AUTOTUNE_CACHE` if set, else
+  `~/.cache/jaxconv/autotune.json` (under `$XDG_CACHE_HOME` if set).
+
+  Raises:
+    ValueError: `$JAXCONV_AUTOTUNE_CACHE` names a directory.
+    OSError: the file exists but cannot be removed.
+
+  Example:
+    >>> import os, tempfile, jax.numpy as jnp, jaxconv
+    >>> old = os.environ.get("JAXCONV_AUTOTUNE_CACHE")
+    >>> path = os.path.join(tempfile.mkdtemp(), "autotune.json")
+    >>> os.environ["JAXCONV_AUTOTUNE_CACHE"] = path
+    >>> y = jaxconv.conv(jnp.ones((1, 2, 16)), jnp.ones((2, 2, 3)), method="autotune")
+    >>> y.shape, os.path.exists(path)
+    ((1, 2, 14), True)
+    >>> jaxconv.clear_autotune_cache()
+    >>> os.path.exists(path)
+    False
+    >>> if old is None:
+    ...   del os.environ["JAXCONV_AUTOTUNE_CACHE"]
+    ... else:
+    ...   os.environ["JAXCONV_AUTOTUNE_CACHE"] = old
+  """
+  _memory.clear()
+  path = cache_path()
+  try:
+    path.unlink()
+  except FileNotFoundError:
+    pass
+
+
+# --- keys and candidates ---------------------------------------------------------
+
+def _device_kind() -> str:
+  try:
+    return jax.devices()[0].device_kind
+  except Exception:  # noqa: BLE001 -- informational part of the key only
+    return "unknown"
+
+
+def cache_key(g: Geometry, backend: str | None = None) -> str:
+  """A stable string naming everything the timing depends on."""
+  backend = backend or jax.default_backend()
+  pet = None if g.preferred_element_type is None else np.dtype(g.preferred_element_type).name
+  return (f"{backend}/{_device_kind()}/jax-{jax.__version__}|x{g.in_shape}|w{g.kernel_shape}"
+          f"|s{g.stride}|p{g.padding}|d{g.dilation}|ld{g.lhs_dilation}|g{g.groups}"
+          f"|{np.dtype(g.dtype).name}|prec={g.precision}|pet={pet}").replace(" ", "")
+
+
+def candidates(g: Geometry) -> list[str]:
+  """The methods worth timing for `g`, most promising (by the cost model) first.
+
+  Supported methods, minus 'direct'/'im2col' above the unrolled-tap cap, minus
+  those the model puts at more than `PRUNE` x its best estimate; lax and the
+  model's own choice are always kept.
+  """
+  est = _select.estimate(g)
+  if not est:
+    return ["lax"]
+  pick, _ = _select.select(g)
+  best = min(est.values())
+  keep = [m for m in est if m in ("lax", pick) or est[m] <= PRUNE * best]
+  return sorted(keep, key=lambda m: est[m])
+
+
+# --- timing ----------------------------------------------------------------------
+
+def _inputs(g: Geometry):
+  rng = np.random.default_rng(0)
+  dt = np.dtype(g.dtype)
+
+  def draw(shape):
+    if dt.kind == "c":
+      return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(dt)
+    if dt.kind in "iub":
+      return rng.integers(0, 3, size=shape).astype(dt)
+    return rng.standard_normal(shape).astype(dt)
+  return draw(g.in_shape), draw(g.kernel_shape), draw(g.out_shape)
+
+
+def _program(method: str, g: Geometry, differentiable: bool):
+  conv = METHODS[method].conv
+
+  def fwd(x, w):
+    return conv(x, w, g)
+
+  def fwd_bwd(x, w, ct):
+    y, vjp = jax.vjp(fwd, x, w)
+    return vjp(ct.astype(y.dtype))
+  return fwd_bwd if differentiable else fwd
+
+
+def time_candidates(g: Geometry, methods: list[str]) -> dict[str, float]:
+  """Median forward+backward seconds of each method (forward only for integers).
+
+  Runs eagerly on concrete arrays even when called during a trace. A method
+  that fails to compile or run is left out (with a warning).
+  """
+  differentiable = np.dtype(g.dtype).kind in "fc"
+  x, w, ct = _inputs(g)
+  args = (x, w, ct) if differentiable else (x, w)
+  times: dict[str, float] = {}
+  with jax.ensure_compile_time_eval():
+    for m in methods:
+      try:
+        compiled = jax.jit(_program(m, g, differentiable)).lower(*args).compile()
+        run = lambda: jax.block_until_ready(compiled(*args))  # noqa: B023, E731
+        t0 = time.perf_counter()
+        run()
+        first = time.perf_counter() - t0
+        best = min(times.values(), default=math.inf)
+        samples = [first]
+        if first < CUTOFF * best:
+          samples = []
+          while len(samples) < 10 and (len(samples) < 3 or sum(samples) < BUDGET_S):
+            t0 = time.perf_counter()
+            run()
+            samples.append(time.perf_counter() - t0)
+        times[m] = statistics.median(samples)
+      except Exception as e:  # noqa: BLE001 -- one failing candidate must not stop tuning
+        warnings.warn(f"jaxconv autotune: {m!r} failed on {cache_key(g)} "
+                      f"({type(e).__name__}: {e}); not a candidate.", stacklevel=2)
+  return times
+
+
+def choose(g: Geometry) -> str:
+  """The autotuned method for `g`: from memory, else the file, else by timing.
+
+  Raises:
+    ValueError: `$JAXCONV_AUTOTUNE_CACHE` names a directory.
+  """
+  key = cache_key(g)
+  hit = _memory.get(key)
+  if hit is not None:
+    return hit
+  path = cache_path()
+  entry = _read(path).get(key)
+  if (isinstance(entry, dict) and entry.get("method") in METHODS
+      and METHODS[entry["method"]].supports(g) is None):
+    _memory[key] = entry["method"]
+    return entry["method"]
+  times = time_candidates(g, candidates(g))
+  method = min(times, key=times.get) if times else "lax"
+  _memory[key] = method
+  _write(path, key, {
+      "method": method, "seconds": {m: float(f"{t:.4g}") for m, t in times.items()},
+      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+  return method

@@ -1,0 +1,284 @@
+"""`method="autotune"`: timing once per geometry, the memory + file cache."""
+
+from __future__ import annotations
+
+import json
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxconv
+from jaxconv import _autotune, _select
+from jaxconv._geometry import make_geometry
+from jaxconv._methods import METHODS
+
+ENV = _autotune.ENV_VAR
+
+
+@pytest.fixture(autouse=True)
+def cache_file(tmp_path, monkeypatch):
+  """Every test gets its own cache file and an empty in-memory cache."""
+  path = tmp_path / "cache" / "autotune.json"
+  monkeypatch.setenv(ENV, str(path))
+  _autotune._memory.clear()
+  yield path
+  _autotune._memory.clear()
+
+
+@pytest.fixture
+def timings(monkeypatch):
+  """Count timing calls; fake the times (`fake[...]`) unless `real` is set."""
+  calls = []
+  state = {"real": False, "fake": {}}
+  real = _autotune.time_candidates
+
+  def counted(g, methods):
+    calls.append((g, tuple(methods)))
+    if state["real"]:
+      return real(g, methods)
+    return {m: state["fake"].get(m, 1.0 + i) for i, m in enumerate(methods)}
+  monkeypatch.setattr(_autotune, "time_candidates", counted)
+  state["calls"] = calls
+  return state
+
+
+def _data(shape, seed=0, dtype=np.float32):
+  return jnp.asarray(np.random.default_rng(seed).standard_normal(shape).astype(dtype))
+
+
+def _geom(x, w, **kwargs):
+  return make_geometry("test", x, w, **kwargs)
+
+
+def test_real_timing_writes_and_reuses_the_file(cache_file, timings):
+  timings["real"] = True
+  x, w = _data((1, 4, 24)), _data((4, 1, 5), 1)
+  y = jaxconv.conv(x, w, padding=2, groups=4, method="autotune")
+  ref = jaxconv.conv(x, w, padding=2, groups=4, method="lax")
+  np.testing.assert_allclose(np.asarray(y), np.asarray(ref), rtol=1e-4, atol=1e-5)
+  assert len(timings["calls"]) == 1
+  g, tried = timings["calls"][0]
+  assert "lax" in tried and all(METHODS[m].supports(g) is None for m in tried)
+  entries = json.loads(cache_file.read_text())["entries"]
+  (key, entry), = entries.items()
+  assert key == _autotune.cache_key(g)
+  assert entry["method"] in tried and set(entry["seconds"]) <= set(tried)
+  assert entry["seconds"][entry["method"]] == min(entry["seconds"].values())
+  # Second call: the in-memory cache, no timing.
+  jaxconv.conv(x, w, padding=2, groups=4, method="autotune")
+  # A new process (empty memory): the file, no timing.
+  _autotune._memory.clear()
+  jaxconv.conv(x, w, padding=2, groups=4, method="autotune")
+  assert len(timings["calls"]) == 1
+  assert _autotune._memory[key] == entry["method"]
+
+
+def test_integer_inputs_time_forward_only(timings):
+  timings["real"] = True
+  x = jnp.asarray(np.arange(24).reshape(1, 2, 12), jnp.int32)
+  w = jnp.ones((3, 2, 3), jnp.int32)
+  y = jaxconv.conv(x, w, method="autotune")
+  np.testing.assert_array_equal(np.asarray(y), np.asarray(jaxconv.conv(x, w, method="lax")))
+  _, tried = timings["calls"][0]
+  assert "fft" not in tried
+
+
+def test_picks_the_fastest(timings, monkeypatch):
+  timings["fake"] = {"lax": 3.0, "direct": 2.0, "im2col": 0.5, "toeplitz": 4.0, "fft": 1.0}
+  monkeypatch.setattr(_autotune, "candidates", lambda g: list(timings["fake"]))
+  x, w = _data((1, 2, 16)), _data((2, 2, 3), 1)
+  assert _autotune.choose(_geom(x, w)) == "im2col"
+
+
+def test_candidates_pruned_by_the_model():
+  x = jax.ShapeDtypeStruct((1, 64, 4096), jnp.float32)
+  w = jax.ShapeDtypeStruct((64, 1, 1024), jnp.float32)
+  g = _geom(x, w, groups=64, padding=((1023, 0),))
+  est = _select.estimate(g)
+  cands = _autotune.candidates(g)
+  assert cands[0] == min(est, key=est.get) and "lax" in cands
+  assert all(est[m] <= _autotune.PRUNE * min(est.values()) or m == "lax" for m in cands)
+
+
+def test_jit_vmap_grad(timings):
+  x, w = _data((2, 3, 12, 12)), _data((4, 3, 3, 3), 1)
+  kw = dict(padding=1)
+
+  def f(m):
+    return lambda x, w: jaxconv.conv(x, w, method=m, **kw)
+  ref = f("lax")(x, w)
+  y = jax.jit(f("autotune"))(x, w)
+  np.testing.assert_allclose(np.asarray(y), np.asarray(ref), rtol=1e-4, atol=1e-4)
+  assert len(timings["calls"]) == 1
+  # grad: forward and backward are one trace, so one choice (already cached).
+  loss = lambda m: lambda x, w: jnp.sum(f(m)(x, w) ** 2)  # noqa: E731
+  gx, gw = jax.grad(loss("autotune"), argnums=(0, 1))(x, w)
+  rx, rw = jax.grad(loss("lax"), argnums=(0, 1))(x, w)
+  np.testing.assert_allclose(np.asarray(gx), np.asarray(rx), rtol=1e-4, atol=1e-3)
+  np.testing.assert_allclose(np.asarray(gw), np.asarray(rw), rtol=1e-4, atol=1e-3)
+  assert len(timings["calls"]) == 1
+  # vmap over a leading axis: the per-example geometry is tuned once.
+  xs = jnp.stack([x, 2 * x])
+  ys = jax.vmap(f("autotune"), in_axes=(0, None))(xs, w)
+  np.testing.assert_allclose(np.asarray(ys[1]), 2 * np.asarray(ref), rtol=1e-4, atol=1e-3)
+  assert len(timings["calls"]) == 1
+
+
+def test_choice_fixed_within_one_grad_call(timings):
+  """Even with a new choice per timing, one grad call times exactly once."""
+  x, w = _data((1, 2, 20)), _data((2, 2, 5), 1)
+  val, (gx, gw) = jax.value_and_grad(
+      lambda x, w: jnp.sum(jaxconv.conv(x, w, method="autotune") ** 2), argnums=(0, 1))(x, w)
+  assert len(timings["calls"]) == 1
+  rv, (rx, rw) = jax.value_and_grad(
+      lambda x, w: jnp.sum(jaxconv.conv(x, w, method="lax") ** 2), argnums=(0, 1))(x, w)
+  np.testing.assert_allclose(np.asarray(gx), np.asarray(rx), rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(float(val), float(rv), rtol=1e-5)
+
+
+def test_no_retrace_on_second_call(timings):
+  x, w = _data((1, 2, 16)), _data((2, 2, 3), 1)
+
+  @jax.jit
+  @chex.assert_max_traces(n=1)
+  def f(x, w):
+    return jaxconv.conv(x, w, method="autotune")
+  f(x, w)
+  f(x + 1, w)
+  assert len(timings["calls"]) == 1
+
+
+def test_conv_transpose_and_general_accept_autotune(timings):
+  x, w = _data((1, 4, 6, 6)), _data((4, 2, 2, 2), 1)
+  y = jaxconv.conv_transpose(x, w, stride=2, method="autotune")
+  np.testing.assert_allclose(
+      np.asarray(y), np.asarray(jaxconv.conv_transpose(x, w, stride=2, method="lax")),
+      rtol=1e-4, atol=1e-4)
+  lhs, rhs = _data((1, 5, 5, 2)), _data((3, 3, 2, 4), 1)
+  y = jaxconv.conv_general_dilated(lhs, rhs, (1, 1), "SAME",
+                                   dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                   method="autotune")
+  assert y.shape == (1, 5, 5, 4)
+
+
+def test_candidates_are_supported_and_ranked():
+  x = jax.ShapeDtypeStruct((1, 8, 256), jnp.int32)
+  w = jax.ShapeDtypeStruct((8, 1, 9), jnp.int32)
+  g = _geom(x, w, groups=8, padding=4)
+  cands = _autotune.candidates(g)
+  assert "lax" in cands and "fft" not in cands
+  assert all(METHODS[m].supports(g) is None for m in cands)
+
+
+def test_corrupt_cache_is_ignored_and_rewritten(cache_file, timings):
+  cache_file.parent.mkdir(parents=True)
+  cache_file.write_text("{not json")
+  x, w = _data((1, 2, 16)), _data((2, 2, 3), 1)
+  with pytest.warns(UserWarning, match=r"ignoring the corrupt cache file .*autotune.json"):
+    jaxconv.conv(x, w, method="autotune")
+  assert len(json.loads(cache_file.read_text())["entries"]) == 1
+
+
+@pytest.mark.parametrize("content", ['{"version": 1}', '{"entries": [1, 2]}', "[]"])
+def test_cache_without_entries_is_corrupt(cache_file, content):
+  cache_file.parent.mkdir(parents=True)
+  cache_file.write_text(content)
+  with pytest.warns(UserWarning, match="corrupt cache"):
+    assert _autotune._read(cache_file) == {}
+
+
+def test_stale_entry_is_retimed(cache_file, timings):
+  x, w = _data((1, 2, 16), dtype=np.float32), _data((2, 2, 3), 1)
+  g = _geom(x, w)
+  cache_file.parent.mkdir(parents=True)
+  cache_file.write_text(json.dumps(
+      {"version": 1, "entries": {_autotune.cache_key(g): {"method": "winograd"}}}))
+  assert _autotune.choose(g) in METHODS
+  assert len(timings["calls"]) == 1
+
+
+def test_entries_of_other_keys_are_kept(cache_file, timings):
+  a, b = _data((1, 2, 16)), _data((1, 2, 17))
+  w = _data((2, 2, 3), 1)
+  jaxconv.conv(a, w, method="autotune")
+  _autotune._memory.clear()
+  jaxconv.conv(b, w, method="autotune")
+  assert len(json.loads(cache_file.read_text())["entries"]) == 2
+
+
+def test_clear_autotune_cache(cache_file, timings):
+  x, w = _data((1, 2, 16)), _data((2, 2, 3), 1)
+  jaxconv.conv(x, w, method="autotune")
+  assert cache_file.exists() and _autotune._memory
+  _autotune.clear_autotune_cache()
+  assert not cache_file.exists() and not _autotune._memory
+  _autotune.clear_autotune_cache()  # nothing to clear: fine
+  jaxconv.conv(x, w, method="autotune")
+  assert len(timings["calls"]) == 2
+
+
+def test_env_var_naming_a_directory(tmp_path, monkeypatch, timings):
+  monkeypatch.setenv(ENV, str(tmp_path))
+  x, w = _data((1, 2, 16)), _data((2, 2, 3), 1)
+  with pytest.raises(ValueError, match=r"JAXCONV_AUTOTUNE_CACHE must name a file, not a "
+                                       r"directory; got JAXCONV_AUTOTUNE_CACHE="):
+    jaxconv.conv(x, w, method="autotune")
+  with pytest.raises(ValueError, match="must name a file"):
+    _autotune.clear_autotune_cache()
+
+
+def test_unwritable_cache_warns_and_keeps_the_choice(tmp_path, monkeypatch, timings):
+  blocker = tmp_path / "a-file"
+  blocker.write_text("")
+  monkeypatch.setenv(ENV, str(blocker / "autotune.json"))   # parent is a file
+  x, w = _data((1, 2, 16)), _data((2, 2, 3), 1)
+  with pytest.warns(UserWarning, match=r"cannot write the cache .*in memory for this process"):
+    y = jaxconv.conv(x, w, method="autotune")
+  assert y.shape == (1, 2, 14)
+  jaxconv.conv(x, w, method="autotune")
+  assert len(timings["calls"]) == 1
+
+
+def test_unreadable_cache_warns(tmp_path, monkeypatch):
+  path = tmp_path / "dir.json"
+  path.mkdir()
+  with pytest.warns(UserWarning, match=r"cannot read the cache"):
+    assert _autotune._read(path) == {}
+
+
+def test_default_cache_path(tmp_path, monkeypatch):
+  monkeypatch.delenv(ENV)
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+  assert _autotune.cache_path() == tmp_path / "jaxconv" / "autotune.json"
+  monkeypatch.setenv(ENV, "")
+  assert _autotune.cache_path() == tmp_path / "jaxconv" / "autotune.json"
+  monkeypatch.delenv("XDG_CACHE_HOME")
+  assert _autotune.cache_path().parts[-3:] == (".cache", "jaxconv", "autotune.json")
+
+
+def test_failing_candidate_is_skipped(monkeypatch):
+  def broken(x, w, g):
+    raise RuntimeError("boom")
+  monkeypatch.setattr(METHODS["direct"], "conv", broken)
+  x = jax.ShapeDtypeStruct((1, 2, 12), jnp.float32)
+  w = jax.ShapeDtypeStruct((2, 2, 3), jnp.float32)
+  g = _geom(x, w)
+  with pytest.warns(UserWarning, match=r"'direct' failed on .*RuntimeError: boom"):
+    times = _autotune.time_candidates(g, ["lax", "direct"])
+  assert set(times) == {"lax"}
+
+
+def test_key_names_the_geometry():
+  x = jax.ShapeDtypeStruct((1, 2, 12), jnp.float32)
+  w = jax.ShapeDtypeStruct((2, 2, 3), jnp.float32)
+  a = _autotune.cache_key(_geom(x, w))
+  b = _autotune.cache_key(_geom(x, w, stride=2))
+  assert a != b and " " not in a and "float32" in a and a.startswith(jax.default_backend())
+
+
+def test_unknown_method_error_lists_autotune():
+  with pytest.raises(ValueError, match=r"expected one of 'auto', 'lax', .*'autotune'\."):
+    jaxconv.conv(jnp.ones((1, 1, 4)), jnp.ones((1, 1, 2)), method="tune")
