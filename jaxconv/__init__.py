@@ -10,6 +10,7 @@ safe, and checked against `jax.lax.conv_general_dilated`
 from . import kernels as kernels
 from . import nn as nn
 from . import testing as testing
+from ._autotune import clear_autotune_cache as clear_autotune_cache
 from ._conv import conv as conv
 from ._conv import conv_general_dilated as conv_general_dilated
 from ._conv import conv_transpose as conv_transpose
@@ -22,6 +23,7 @@ from ._operator import conv_operator as conv_operator
 from ._operator import toeplitz_matrix as toeplitz_matrix
 from ._patches import fold as fold
 from ._patches import unfold as unfold
+from ._select import select_method as select_method
 from ._signal import convolve as convolve
 from ._signal import correlate as correlate
 from ._signal import fftconvolve as fftconvolve
@@ -37,6 +39,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ConvOperator",
     "circulant_matrix",
+    "clear_autotune_cache",
     "conv",
     "conv_general_dilated",
     "conv_matrix",
@@ -51,6 +54,7 @@ __all__ = [
     "oaconvolve",
     "output_shape",
     "patchify",
+    "select_method",
     "toeplitz_matrix",
     "unfold",
     "unpatchify",

@@ -9,7 +9,10 @@ import jaxconv
 def test_public_surface():
   assert set(jaxconv.__all__) >= {
       "conv", "conv_transpose", "conv_general_dilated", "unfold", "fold", "output_shape",
-      "patchify", "unpatchify", "window_partition", "window_reverse", "method_names"}
+      "patchify", "unpatchify", "window_partition", "window_reverse", "method_names",
+      "conv_matrix", "conv_operator", "toeplitz_matrix", "circulant_matrix", "convolve",
+      "correlate", "fftconvolve", "oaconvolve", "next_fast_len", "select_method",
+      "clear_autotune_cache"}
   for name in jaxconv.__all__:
     assert not name.startswith("_")
     assert getattr(jaxconv, name).__doc__, name
