@@ -14,7 +14,6 @@ rounding of a length-`F` FFT grows like `eps * log2(F)`.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 

@@ -7,7 +7,6 @@ Calls are jitted (mode/axes/method static) so each case compiles once.
 
 from __future__ import annotations
 
-import functools
 
 import jax
 import jax.numpy as jnp
