@@ -71,11 +71,16 @@ def _add_bias(y, b):
 def _run(x, w, b, g: Geometry, method: str, fn: str):
   """The shared tail: padding mode, flip, dispatch, bias."""
   x, w = jnp.asarray(x), jnp.asarray(w)
+  if g.flip:
+    w = jnp.flip(w, axis=tuple(range(2, w.ndim)))
+  fft = METHODS.get("fft")
+  if (method == "fft" and g.padding_mode == "circular" and fft.supports(g) is None
+      and fft.prefers_circular(g)):
+    # A periodic FFT of the input's own size: no wrap-padded copy at all.
+    return _add_bias(fft.conv_circular(x, w, g), b)
   if g.padding_mode != "zeros":
     x = pad_mode(x, g.padding, g.padding_mode)
     g = method_geometry(g)
-  if g.flip:
-    w = jnp.flip(w, axis=tuple(range(2, w.ndim)))
   return _add_bias(_dispatch(x, w, g, method, fn), b)
 
 
