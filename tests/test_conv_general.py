@@ -110,3 +110,29 @@ def test_flax_linen_conv_drop_in(method):
   g_stock = jax.grad(loss(stock))(params)
   jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4),
                          g_ours, g_stock)
+
+
+@pytest.mark.xfail(
+    strict=True, raises=TypeError,
+    reason="flax.nnx.Conv passes out_sharding= (in lax.conv_general_dilated's signature), which "
+           "jaxconv.conv_general_dilated does not accept yet")
+@pytest.mark.parametrize("method", METHOD_NAMES)
+def test_flax_nnx_conv_drop_in(method):
+  """flax.nnx.Conv accepts jaxconv.conv_general_dilated: same outputs and gradients."""
+  nnx = pytest.importorskip("flax.nnx")
+  x = _random((2, 9, 9, 3), 0)
+  make = lambda **kw: nnx.Conv(3, 4, (3, 3), strides=(2, 1), padding="SAME",
+                               rngs=nnx.Rngs(0), **kw)
+  stock = make()
+  ours = make(conv_general_dilated=functools.partial(jaxconv.conv_general_dilated,
+                                                     method=method))
+  try:
+    y = ours(x)
+  except NotImplementedError:
+    return
+  np.testing.assert_allclose(y, stock(x), rtol=1e-5, atol=1e-5)
+  loss = lambda m: jnp.sum(m(x) ** 2)
+  g_ours = nnx.grad(loss)(ours)
+  g_stock = nnx.grad(loss)(stock)
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4),
+                         g_ours, g_stock)
