@@ -8,6 +8,7 @@ layouts, bias or padding modes.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -220,7 +221,8 @@ def conv_transpose(x, w, b=None, *, stride=1, padding=0, output_padding=0,
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None,
                          feature_group_count=1, batch_group_count=1, precision=None,
-                         preferred_element_type=None, *, method="auto"):
+                         preferred_element_type=None, out_sharding=None, *,
+                         method="auto"):
   """A drop-in for `jax.lax.conv_general_dilated` that can pick the algorithm.
 
   Same arguments and same result as lax's function (layouts through
@@ -243,6 +245,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
     batch_group_count: batch groups (used by grouped weight gradients).
     precision: as lax's.
     preferred_element_type: accumulation and output dtype, as lax's.
+    out_sharding: as lax's: a sharding constraint put on the result.
     method: 'auto' or a method name. Keyword only.
 
   Returns:
@@ -299,8 +302,10 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                     lhs_dilation=1 if lhs_dilation is None else lhs_dilation,
                     groups=groups, precision=precision,
                     preferred_element_type=preferred_element_type)
-  y = _run(x, w, None, g, method, fn)
-  return jnp.transpose(y, np.argsort(dnums.out_spec))
+  y = jnp.transpose(_run(x, w, None, g, method, fn), np.argsort(dnums.out_spec))
+  if out_sharding is not None:
+    y = jax.lax.with_sharding_constraint(y, out_sharding)
+  return y
 
 
 def _batch_groups_to_feature_groups(x, out_channels: int, count: int, fn: str):

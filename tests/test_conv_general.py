@@ -112,10 +112,6 @@ def test_flax_linen_conv_drop_in(method):
                          g_ours, g_stock)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=TypeError,
-    reason="flax.nnx.Conv passes out_sharding= (in lax.conv_general_dilated's signature), which "
-           "jaxconv.conv_general_dilated does not accept yet")
 @pytest.mark.parametrize("method", METHOD_NAMES)
 def test_flax_nnx_conv_drop_in(method):
   """flax.nnx.Conv accepts jaxconv.conv_general_dilated: same outputs and gradients."""
