@@ -8,6 +8,8 @@ layouts, bias or padding modes.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -50,7 +52,15 @@ def _dispatch(x, w, g: Geometry, method: str, fn: str):
     raise NotImplementedError(
         f"{fn}: method={method!r} does not support this convolution ({reason}); use "
         f"{', '.join(repr(m) for m in others)} or 'auto'.")
-  return METHODS[method].conv(x, w, g)
+  return _compiled(METHODS[method].conv)(x, w, g)
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(method_conv):
+  """A method under `jax.jit` (geometry static): eager callers compile each
+  method once per shape instead of op by op; inside an outer `jit`, `grad` or
+  `vmap` it is an ordinary nested call."""
+  return jax.jit(method_conv, static_argnums=2)
 
 
 def _check_bias(b, out_channels: int, fn: str) -> None:
