@@ -4,6 +4,11 @@ Usage:
   python -m bench [--quick | --full] [--cases GLOB ...] [--methods NAME ...]
                   [--out DIR] [--no-readme | --readme PATH] [--plots]
                   [--repeats N] [--max-temp-gb GB] [--no-peers] [--list]
+                  [--networks GLOB ... | --no-networks]
+
+Besides the single convolutions, one optax training step of each small
+network in `bench/networks.py` is timed with lax, auto and autotune (all of
+them in unfiltered runs; with `--cases`, only those named by `--networks`).
 
 Writes `<out>/<suite>.json` (`custom.json` when `--cases`/`--methods` filter
 the run), the markdown table into README.md between `<!-- bench:start -->` and
@@ -15,11 +20,14 @@ or crashed.
 from __future__ import annotations
 
 import argparse
+import fnmatch
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import cases as cases_lib
+from . import networks as networks_lib
 from . import report, runner, timing
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +62,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                  help="skip a method whose XLA temp memory exceeds this, in GiB, "
                       "checked after compiling and before running (default 2)")
   p.add_argument("--no-peers", action="store_true", help="do not run peer libraries")
+  nets = p.add_mutually_exclusive_group()
+  nets.add_argument("--networks", nargs="+", metavar="GLOB",
+                    help="training-step networks to run (default: all, unless "
+                         "--cases filters the run)")
+  nets.add_argument("--no-networks", action="store_true",
+                    help="do not run the training-step networks")
   p.add_argument("--list", action="store_true", help="list the cases and exit")
   args = p.parse_args(list(argv))
   if args.repeats is not None and args.repeats < 1:
@@ -61,14 +75,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   return args
 
 
-def resolve_methods(requested: Sequence[str] | None) -> list[str]:
-  """Requested (or all) method names, validated, with 'lax' first.
+def resolve_methods(requested: Sequence[str] | None, suite: str = "quick") -> list[str]:
+  """Requested (or the suite's default) method names, validated, 'lax' first.
 
   Raises:
     ValueError: an unknown method name.
   """
-  known = runner.default_methods()
-  methods = list(requested) if requested else known
+  known = runner.default_methods("full")
+  methods = list(requested) if requested else runner.default_methods(suite)
   unknown = [m for m in methods if m not in known]
   if unknown:
     raise ValueError(f"bench: unknown --methods {unknown}; expected some of {known}.")
@@ -86,10 +100,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for c in cases_lib.FULL:
       tag = "quick" if c in cases_lib.QUICK else "full"
       con.print(f"{c.name:24s} [{tag}] {c.source}: {c.describe()}", markup=False)
+    for n in networks_lib.NETWORKS.values():
+      con.print(f"{n.name:24s} [network] {n.source}", markup=False)
     return 0
-  selected = cases_lib.select(args.suite, args.cases)
-  methods = resolve_methods(args.methods)
-  filtered = bool(args.cases or args.methods)
+  selected = cases_lib.select(args.suite, args.cases) if args.cases or not args.networks else []
+  nets = select_networks(args)
+  methods = resolve_methods(args.methods, args.suite)
+  net_methods = [m for m in runner.NETWORK_METHODS if not args.methods or m in methods]
+  filtered = bool(args.cases or args.methods or args.networks or args.no_networks)
   name = "custom" if filtered else args.suite
   policy = timing.QUICK if args.suite == "quick" else timing.FULL
   if args.repeats is not None:
@@ -97,15 +115,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
   peak = timing.gemm_peak_gflops()
   notes = runner.peer_notes(selected) if not args.no_peers else ["peers not run (--no-peers)"]
-  rows = _run_with_progress(con, selected, methods, policy, peak,
-                            int(args.max_temp_gb * 2**30), not args.no_peers)
+  if "autotune" in methods or (nets and "autotune" in net_methods):
+    notes.append(autotune_fresh_cache(args.out))
+  rows, net_rows = _run_with_progress(con, selected, methods, policy, peak,
+                                      int(args.max_temp_gb * 2**30), not args.no_peers,
+                                      nets, net_methods)
 
   meta = report.metadata(argv, args.suite, gemm_peak=peak, notes=notes, policy=policy)
-  con.print(report.rich_table(rows))
-  for line in [*notes, *report.problems(rows)]:
+  if rows:
+    con.print(report.rich_table(rows))
+  if net_rows:
+    con.print(report.rich_network_table(net_rows))
+  for line in [*notes, *report.problems(rows + net_rows)]:
     con.print(f"[{'bold red' if line.startswith(('FAIL', 'error')) else 'yellow'}]"
               f"{line}[/]", highlight=False)
-  out = report.write_json(args.out / f"{name}.json", meta, rows)
+  out = report.write_json(args.out / f"{name}.json", meta, rows, net_rows)
   con.print(f"results: {out}")
   if args.plots:
     written, plot_notes = _plots(rows, args.out, name)
@@ -116,22 +140,55 @@ def main(argv: Sequence[str] | None = None) -> int:
       con.print(f"[yellow]{n}[/]")
   readme = args.readme or (None if filtered else DEFAULT_README)
   if readme is not None and not args.no_readme:
-    if report.update_readme(readme, report.markdown(meta, rows)):
+    if report.update_readme(readme, report.markdown(meta, rows, net_rows)):
       con.print(f"table written into {readme}")
     else:
       con.print(f"[yellow]{readme}: no {report.README_START} ... {report.README_END} "
                 "markers; not written[/]")
-  bad = [r for r in rows if r.status in (runner.FAIL, runner.ERROR)]
+  bad = [r for r in rows + net_rows if r.status in (runner.FAIL, runner.ERROR)]
   if bad:
     con.print(f"[bold red]{len(bad)} case x method combination(s) failed the "
               "correctness check or crashed; see above.[/]")
   return 1 if bad else 0
 
 
-def _run_with_progress(con, selected, methods, policy, peak, max_temp_bytes, use_peers):
+def select_networks(args: argparse.Namespace) -> list:
+  """The networks to run: named by `--networks`, else all unless the run is
+  filtered by `--cases` or `--no-networks` is given.
+
+  Raises:
+    ValueError: a `--networks` pattern that matches no network.
+  """
+  known = networks_lib.NETWORKS
+  if args.no_networks or (args.cases and not args.networks):
+    return []
+  if not args.networks:
+    return list(known.values())
+  for p in args.networks:
+    if not any(fnmatch.fnmatchcase(n, p) for n in known):
+      raise ValueError(f"bench: --networks {p!r} matches no network; known: "
+                       f"{', '.join(known)}.")
+  return [n for name, n in known.items()
+          if any(fnmatch.fnmatchcase(name, p) for p in args.networks)]
+
+
+def autotune_fresh_cache(out: Path) -> str:
+  """Point jaxconv's autotune cache at an emptied file under `out`, so the
+  tuning cost shows in the compile column instead of hiding in a warm cache."""
+  import jaxconv
+  path = out / "autotune_cache.json"
+  path.parent.mkdir(parents=True, exist_ok=True)
+  os.environ["JAXCONV_AUTOTUNE_CACHE"] = str(path)
+  jaxconv.clear_autotune_cache()
+  return (f"autotune: cache {path} emptied before the run, so autotune's compile "
+          "time includes its tuning")
+
+
+def _run_with_progress(con, selected, methods, policy, peak, max_temp_bytes, use_peers,
+                       nets, net_methods):
   from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                              TimeElapsedColumn)
-  total = runner.count_steps(selected, methods, use_peers)
+  total = runner.count_steps(selected, methods, use_peers) + len(nets) * len(net_methods)
   with Progress(TextColumn("{task.description:40s}"), BarColumn(), MofNCompleteColumn(),
                 TimeElapsedColumn(), console=con) as progress:
     task = progress.add_task("bench", total=total)
@@ -143,8 +200,10 @@ def _run_with_progress(con, selected, methods, policy, peak, max_temp_bytes, use
 
     rows = runner.run_suite(selected, methods, policy, max_temp_bytes=max_temp_bytes,
                             gemm_peak=peak, use_peers=use_peers, on_step=on_step)
+    net_rows = runner.run_networks(nets, net_methods, policy,
+                                   max_temp_bytes=max_temp_bytes, on_step=on_step)
     progress.update(task, description="done", completed=total)
-  return rows
+  return rows, net_rows
 
 
 def _plots(rows, out_dir: Path, prefix: str):

@@ -96,10 +96,13 @@ def _device_name(dev) -> str:
   return f"{dev.platform}: {dev.device_kind}"
 
 
-def write_json(path: Path, meta: dict[str, Any], rows: Sequence[Row]) -> Path:
-  """Write `{"meta": ..., "rows": [...]}` to `path` (parents created)."""
+def write_json(path: Path, meta: dict[str, Any], rows: Sequence[Row],
+               network_rows: Sequence[Row] = ()) -> Path:
+  """Write `{"meta": ..., "rows": [...], "networks": [...]}` to `path`
+  (parents created)."""
   path.parent.mkdir(parents=True, exist_ok=True)
-  payload = {"meta": meta, "rows": [r.to_json() for r in rows]}
+  payload = {"meta": meta, "rows": [r.to_json() for r in rows],
+             "networks": [r.to_json() for r in network_rows]}
   path.write_text(json.dumps(payload, indent=1, default=str) + "\n")
   return path
 
@@ -139,6 +142,29 @@ def rich_table(rows: Sequence[Row]):
   return t
 
 
+def rich_network_table(rows: Sequence[Row]):
+  """A `rich.table.Table` of the training-step networks, one line per method."""
+  from rich.table import Table
+  t = Table(title="training step (forward + backward + optax update, jit; "
+            "xlax = lax time / method time, same run)")
+  for col, just in [("network", "left"), ("method", "left"), ("status", "left"),
+                    ("step median (min-max)", "right"), ("xlax", "right"),
+                    ("compile s", "right"), ("temp", "right"), ("rel err", "right"),
+                    ("convs ran with", "left")]:
+    t.add_column(col, justify=just)
+  last = None
+  for r in rows:
+    if last is not None and r.case != last:
+      t.add_section()
+    last = r.case
+    t.add_row(r.case, r.method, f"[{_STYLE.get(r.status, '')}]{r.status}[/]",
+              _spread(r, "step"), fmt_ratio(r.ratio.get("step")),
+              f"{r.compile_s['step']:.1f}" if "step" in r.compile_s else "-",
+              fmt_bytes(r.temp_bytes.get("step")),
+              f"{max(r.error.values()):.1e}" if r.error else "-", r.choice or r.method)
+  return t
+
+
 def _spread(r: Row, stage: str) -> str:
   t = r.time.get(stage)
   if t is None:
@@ -153,9 +179,11 @@ def problems(rows: Sequence[Row]) -> list[str]:
 
 # --- markdown ----------------------------------------------------------------
 
-def markdown(meta: dict[str, Any], rows: Sequence[Row]) -> str:
+def markdown(meta: dict[str, Any], rows: Sequence[Row],
+             network_rows: Sequence[Row] = ()) -> str:
   """Markdown: a header line, per-stage pivot tables (case x method), a temp
-  memory table, peers, and the reasons behind every n/a, skip or failure."""
+  memory table, peers, the training-step networks, and the reasons behind
+  every n/a, skip or failure."""
   methods = _unique(r.method for r in rows if not r.is_peer)
   cases = _unique(r.case for r in rows)
   by = {(r.case, r.method): r for r in rows}
@@ -208,10 +236,35 @@ def markdown(meta: dict[str, Any], rows: Sequence[Row]) -> str:
     lines += [f"| `{r.case}` | `{r.method[len(PEER_PREFIX):]}` | {_cell(r, 'fwd', False)} | "
               f"{_cell(r, 'fwdbwd', False)} |" for r in peer_rows]
     lines.append("")
-  notes = [*meta.get("notes", []), *problems(rows)]
+  lines += _network_markdown(network_rows)
+  notes = [*meta.get("notes", []), *problems([*rows, *network_rows])]
   if notes:
     lines += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
   return "\n".join(lines)
+
+
+def _network_markdown(rows: Sequence[Row]) -> list[str]:
+  if not rows:
+    return []
+  methods = _unique(r.method for r in rows)
+  by = {(r.case, r.method): r for r in rows}
+  lines = ["**Training step, end to end** (one jitted `optax.adamw` step: forward, "
+           "backward, update; every conv through `jaxconv.conv(method=...)`; loss and "
+           "all gradients checked against the same network on lax at HIGHEST; "
+           "autotune's compile time includes its tuning)", "",
+           "| network | " + " | ".join(f"`{m}`" for m in methods)
+           + " | compile s | convs ran with (auto / autotune) |",
+           "|---|" + "---:|" * len(methods) + "---:|---|"]
+  for net in _unique(r.case for r in rows):
+    best = _best(by, net, methods, "step")
+    cells = [_cell(by.get((net, m)), "step", m == best) for m in methods]
+    compile_s = " / ".join(f"{by[(net, m)].compile_s['step']:.1f}" for m in methods
+                           if "step" in by[(net, m)].compile_s)
+    picks = " / ".join(by[(net, m)].choice or "-" for m in methods if m != "lax")
+    source = by[(net, methods[0])].source
+    lines.append(f"| `{net}`: {source} | " + " | ".join(cells)
+                 + f" | {compile_s} | {picks} |")
+  return lines + [""]
 
 
 def _unique(items) -> list:

@@ -74,10 +74,10 @@ class _Stage:
   leaves: tuple[str, ...]
 
 
-def default_methods() -> list[str]:
-  """Every registered method, then 'auto'."""
+def default_methods(suite: str = "quick") -> list[str]:
+  """Every registered method, then 'auto'; `--full` adds 'autotune'."""
   from jaxconv._methods import METHODS
-  return [*METHODS, "auto"]
+  return [*METHODS, "auto", *(["autotune"] if suite == "full" else [])]
 
 
 def candidates(case: Case, methods: Sequence[str],
@@ -142,6 +142,8 @@ def run_case(case: Case, methods: Sequence[str], policy: Policy, *,
       row.tol = check.tolerance(name, g)
       try:
         _execute(row, _stages(case, name, (x, w, ct), refs), policy, max_temp_bytes)
+        if name == "autotune":
+          row.choice = _autotuned(case)
       except NotImplementedError as e:
         row.status, row.reason = NA, str(e)
       except Exception as e:  # noqa: BLE001 -- reported loudly, the run goes on
@@ -149,6 +151,12 @@ def run_case(case: Case, methods: Sequence[str], policy: Policy, *,
     rows.append(row)
   _derive(rows, gemm_peak)
   return rows
+
+
+def _autotuned(case: Case) -> str | None:
+  """The method autotune settled on for `case` (looked up, never re-tuned)."""
+  from jaxconv import _autotune
+  return _autotune._memory.get(_autotune.cache_key(problem.method_geometry(case)))
 
 
 def _same_program(case: Case, a: str, b: str, x, w) -> bool:
@@ -250,3 +258,80 @@ def count_steps(cases: Sequence[Case], methods: Sequence[str],
   """Number of `on_step` calls `run_suite` will make (for a progress bar)."""
   return sum(len(m) + len(p)
              for m, p in (candidates(c, methods, use_peers) for c in cases))
+
+
+# --- end-to-end networks -----------------------------------------------------
+
+NETWORK_METHODS = ("lax", "auto", "autotune")
+"""What the training-step networks run with: lax everywhere, the cost model's
+pick per conv, and the autotuned pick per conv."""
+
+
+def run_network(net, methods: Sequence[str], policy: Policy, *,
+                max_temp_bytes: int | None = None,
+                on_step: Callable[[str], None] | None = None) -> list[Row]:
+  """Check and time one optax training step of `net` with every conv on `method`.
+
+  The reference is the same step with every conv computed by lax at HIGHEST
+  precision; the loss and every gradient leaf must agree within the sum of
+  the per-conv tolerances of the methods actually used (first-order error
+  propagation through layers of gain ~1). The step's stage is `'step'`;
+  `compile_s` for `autotune` includes the tuning it does on first trace.
+
+  Returns:
+    One `Row` per method, ratios to the `lax` row filled in.
+  """
+  from . import networks
+  params, x, labels = networks.inputs(net)
+  geoms = networks.conv_geometries(net)
+  ref_step, opt = networks.train_step(net, networks.conv_fn(None))
+  args = (params, opt.init(params), x, labels)
+  ref = jax.jit(ref_step)(*args)[2:]
+  paths = jax.tree_util.tree_flatten_with_path(ref[1])[0]
+  leaves = ("loss", *(f"d{jax.tree_util.keystr(p)}" for p, _ in paths))
+  flops = {"step": 3 * sum(g.flops for g in geoms)}
+  shapes = f"x{tuple(net.x_shape)}, {len(geoms)} convs"
+  rows = []
+  for name in methods:
+    if on_step:
+      on_step(f"{net.name} / {name}")
+    row = Row(net.name, net.source, shapes, name, flops=dict(flops))
+    step, _ = networks.train_step(net, networks.conv_fn(name))
+
+    def build(row=row, step=step, name=name):
+      comp = compile_jax(step, *args)
+      picks = _network_picks(name, geoms)
+      row.tol = sum(check.tolerance(m, g) for m, g in zip(picks, geoms))
+      if name in ("auto", "autotune"):
+        row.choice = ", ".join(f"{m} x{picks.count(m)}" for m in dict.fromkeys(picks))
+      # Time the whole step; check the loss and gradients it returns.
+      return Compiled(lambda *a: comp.call(*a)[2:], comp.compile_s, comp.temp_bytes)
+
+    try:
+      _execute(row, [_Stage("step", build, args, ref, leaves)], policy, max_temp_bytes)
+    except Exception as e:  # noqa: BLE001 -- reported loudly, the run goes on
+      row.status, row.reason = ERROR, f"{type(e).__name__}: {e}"[:500]
+    rows.append(row)
+  _derive(rows, None)
+  return rows
+
+
+def _network_picks(method: str, geoms) -> list[str]:
+  """The method each conv of a network ran with (after compiling it)."""
+  from jaxconv import _autotune, _select
+  if method == "auto":
+    return [_select.select(g)[0] for g in geoms]
+  if method == "autotune":  # tuned while compiling: these are memory hits
+    return [_autotune.choose(g) for g in geoms]
+  return [method] * len(geoms)
+
+
+def run_networks(nets, methods: Sequence[str], policy: Policy, *,
+                 max_temp_bytes: int | None = None,
+                 on_step: Callable[[str], None] | None = None) -> list[Row]:
+  """`run_network` over `nets`; rows in order."""
+  rows = []
+  for net in nets:
+    rows += run_network(net, methods, policy, max_temp_bytes=max_temp_bytes,
+                        on_step=on_step)
+  return rows

@@ -3,6 +3,7 @@ its correctness gate catches a wrong method before timing it."""
 
 from __future__ import annotations
 
+import functools
 import json
 import types
 
@@ -10,7 +11,7 @@ import jax.numpy as jnp
 import pytest
 
 from bench import __main__ as bench_main
-from bench import cases, plots, report, runner, timing
+from bench import cases, networks, plots, report, runner, timing
 from bench.cases import Case
 from jaxconv._methods import METHODS
 
@@ -22,6 +23,14 @@ TINY_T = Case("tiny-convT", "test", (1, 4, 5, 5), (4, 2, 2, 3),
 TINY_1D = Case("tiny-causal-1d", "test", (1, 3, 40), (3, 1, 9),
                {"padding": ((8, 0),), "groups": 3}, peers=("jax.scipy.signal.fftconvolve",
                                                           "scipy.signal.fftconvolve"))
+
+TINY_NETS = {n.name: n for n in (
+    networks.Network("tiny-convnext", "test", (2, 3, 16, 16), 3,
+                     functools.partial(networks._convnext_init, (4, 8), 1, 3),
+                     networks._convnext_apply),
+    networks.Network("tiny-resnet", "test", (2, 3, 8, 8), 3,
+                     functools.partial(networks._resnet_init, (4, 8), 1, 3),
+                     networks._resnet_apply))}
 
 zeros_method = types.SimpleNamespace(
     supports=lambda g: None, conv=lambda x, w, g: jnp.zeros(g.out_shape, x.dtype))
@@ -184,3 +193,51 @@ def test_formatting():
   assert timing.Policy().repeats(10.0) == 1
   assert timing.Policy().repeats(1e-6) == 15
   assert timing.Policy(fixed=2).repeats(1e-6) == 2
+
+
+def test_networks_train_step_end_to_end(monkeypatch, tmp_path):
+  monkeypatch.setattr(networks, "NETWORKS", TINY_NETS)
+  monkeypatch.setattr(bench_main.networks_lib, "NETWORKS", TINY_NETS)
+  readme = tmp_path / "README.md"
+  readme.write_text("<!-- bench:start -->\n<!-- bench:end -->\n")
+  # autotune (tested in test_autotune.py) would add ~30 s of tuning here.
+  code = bench_main.main(["--networks", "tiny-convnext", "--methods", "auto", "--repeats",
+                          "1", "--out", str(tmp_path), "--readme", str(readme)])
+  assert code == 0
+  data = json.loads((tmp_path / "custom.json").read_text())
+  assert data["rows"] == []  # --networks alone runs no single-conv case
+  rows = data["networks"]
+  assert [(r["case"], r["method"]) for r in rows] == [
+      ("tiny-convnext", "lax"), ("tiny-convnext", "auto")]
+  for r in rows:
+    assert r["status"] == "ok", r["reason"]
+    assert r["time"]["step"]["repeats"] == 1 and r["ratio"]["step"] > 0
+    assert r["error"]["step"] <= r["tol"]
+  auto = rows[1]
+  assert auto["choice"] and "x" in auto["choice"]  # e.g. "im2col x4, fft x1"
+  text = readme.read_text()
+  assert "**Training step, end to end**" in text and "`tiny-convnext`: test" in text
+
+
+def test_network_check_catches_a_wrong_conv(monkeypatch):
+  monkeypatch.setitem(METHODS, "direct", zeros_method)
+  lax_row, bad = runner.run_network(TINY_NETS["tiny-resnet"], ["lax", "direct"], ONCE)
+  assert lax_row.status == runner.OK and lax_row.error["step"] == 0.0
+  assert bad.status == runner.FAIL and "WRONG RESULT in d[" in bad.reason
+  assert bad.time == {}
+
+
+def test_real_networks_are_well_formed():
+  import jax
+  for net in networks.NETWORKS.values():
+    geoms = networks.conv_geometries(net)
+    params, x, labels = networks.inputs(net)
+    logits = jax.eval_shape(lambda p, x: net.apply(p, x, networks.conv_fn("lax")),
+                            params, x)
+    assert logits.shape == (net.x_shape[0], net.classes)
+    assert len(geoms) >= 10 and labels.shape == (net.x_shape[0],)
+  kernels = {g.kernel_size for g in networks.conv_geometries(networks.NETWORKS[
+      "convnext-small"])}
+  assert (7, 7) in kernels and (1, 1) in kernels
+  with pytest.raises(ValueError, match="--networks 'nope' matches no network"):
+    bench_main.select_networks(bench_main.parse_args(["--networks", "nope"]))
