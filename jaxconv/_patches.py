@@ -3,7 +3,8 @@
 Both follow PyTorch's `nn.Unfold`/`nn.Fold` shapes and ordering: columns are
 `(N, C * prod(kernel), L)`, channel-major, kernel offsets row-major, and the `L`
 patch positions row-major. Patches are built from one strided slice per kernel
-offset (no loop over output pixels, no gather); `fold` is `jax.linear_transpose`
+offset (no loop over output pixels, no gather), concatenated so that XLA writes
+the patch tensor once, in one fusion; `fold` is `jax.linear_transpose`
 of `unfold`, so it is the adjoint by construction: slices transpose to pads and
 overlapping patches sum.
 """
@@ -40,10 +41,60 @@ def window_slices(xp, kernel_size, dilation, stride, out_spatial):
     yield offset, lax.slice(xp, (0, 0, *start), (n, c, *limit), (1, 1, *stride))
 
 
+# XLA:CPU fuses a concatenate with its operands only while it has at most this
+# many (`kMaxConcatenateArguments` in cpu_instruction_fusion.cc); a wider one
+# first materialises every operand and then copies them all into the result.
+_MAX_CONCAT_OPERANDS = 8
+
+
+def _concatenate(parts, axis):
+  """`lax.concatenate(parts, axis)` as a tree with at most 8 operands a node.
+
+  XLA's simplifier merges a concatenate into a parent concatenate along the same
+  axis, which would undo the tree; each inner node therefore concatenates along
+  an axis of its own (after `level` inserted unit axes) and is reshaped back.
+  The reshapes only add or drop unit axes, so they are free (bitcasts).
+  """
+  level = 0
+  while len(parts) > _MAX_CONCAT_OPERANDS:
+    level += 1
+    groups = -(-len(parts) // _MAX_CONCAT_OPERANDS)
+    size = -(-len(parts) // groups)
+    merged = []
+    for i in range(0, len(parts), size):
+      group = [p.reshape(p.shape[:axis] + (1,) * level + p.shape[axis:])
+               for p in parts[i:i + size]]
+      cat = lax.concatenate(group, axis + level)
+      merged.append(cat.reshape(cat.shape[:axis] + cat.shape[axis + level:]))
+    parts = merged
+  return parts[0] if len(parts) == 1 else lax.concatenate(parts, axis)
+
+
 def extract_patches(xp, kernel_size, dilation, stride, out_spatial):
-  """`(N, C, *padded)` -> `(N, C, prod(kernel), *out_spatial)`, row-major offsets."""
-  slices = [s for _, s in window_slices(xp, kernel_size, dilation, stride, out_spatial)]
-  return jnp.stack(slices, axis=2)
+  """`(N, C, *padded)` -> `(N, C, prod(kernel), *out_spatial)`, row-major offsets.
+
+  The patch tensor is written once, by one XLA fusion: the strided slices (one
+  per kernel offset) are concatenated one kernel axis at a time, each axis a
+  concatenate (or a tree of them, `_concatenate`) of at most 8 operands, which
+  XLA:CPU fuses with the slices. A flat `jnp.stack` of all `prod(kernel)`
+  slices is not fused: every slice is materialised and then copied, so the
+  patch tensor exists twice. The transpose (`fold`) is still slices -> pads
+  and adds, with no scatter.
+  """
+  n, c = xp.shape[:2]
+  rank = len(kernel_size)
+  unit = (1,) * rank
+  slices = {offset: s.reshape(n, c, *unit, *out_spatial) for offset, s in
+            window_slices(xp, kernel_size, dilation, stride, out_spatial)}
+
+  def build(prefix):  # (N, C, *kernel_size[:len(prefix)]..., 1..., *out)
+    axis = len(prefix)
+    if axis == rank:
+      return slices[prefix]
+    parts = [build(prefix + (i,)) for i in range(kernel_size[axis])]
+    return _concatenate(parts, 2 + axis)
+
+  return build(()).reshape(n, c, math.prod(kernel_size), *out_spatial)
 
 
 def _unfold_geometry(fn, spatial, kernel_size, dilation, padding, stride):
