@@ -209,17 +209,22 @@ def markdown(meta: dict[str, Any], rows: Sequence[Row],
       cells = [_cell(by.get((c, m)), stage, m == best) for m in methods]
       lines.append(f"| `{c}` | {first[c].source} | " + " | ".join(cells) + " |")
     lines.append("")
-  lines += ["**Summary** (best = fastest method timed; auto's pick and its speed-up "
+  lines += ["**Summary** (best = fastest method timed, with its forward rate as a "
+            "fraction of this machine's f32 GEMM peak; auto's pick and its speed-up "
             "over lax)", "",
-            "| case | best forward | best forward+backward | `auto` picks | "
+            "| case | best forward (% GEMM peak) | best forward+backward | `auto` picks | "
             "auto vs lax, fwd | auto vs lax, fwd+bwd |", "|---|---|---|---|---:|---:|"]
   for c in cases:
     auto = by.get((c, "auto"))
-    best = [f"`{b}`" if b else "-" for b in (_best(by, c, methods, s) for s in STAGE_TITLES)]
+    names = [_best(by, c, methods, s) for s in STAGE_TITLES]
+    best = [f"`{b}`" if b else "-" for b in names]
+    frac = by[(c, names[0])].peak_frac.get("fwd") if names[0] else None
+    if frac is not None:
+      best[0] += f" ({100 * frac:.0f}%)"
     pick = f"`{auto.choice}`" if auto is not None and auto.choice else "-"
     ratios = [fmt_ratio(auto.ratio.get(s)) if auto is not None else "-" for s in STAGE_TITLES]
     lines.append(f"| `{c}` | {best[0]} | {best[1]} | {pick} | {ratios[0]} | {ratios[1]} |")
-  lines.append("")
+  lines += ["", *auto_summary(rows), ""]
   lines += ["**XLA temp memory** (forward / forward+backward, "
             "`compiled.memory_analysis().temp_size_in_bytes`)", "",
             "| case | shapes | " + " | ".join(f"`{m}`" for m in methods) + " |",
@@ -241,6 +246,28 @@ def markdown(meta: dict[str, Any], rows: Sequence[Row],
   if notes:
     lines += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
   return "\n".join(lines)
+
+
+def auto_summary(rows: Sequence[Row]) -> list[str]:
+  """One line per stage: auto's geometric-mean speed-up over lax, and on how
+  many cases it is within 1.1x of the fastest method timed."""
+  methods = _unique(r.method for r in rows if not r.is_peer)
+  by = {(r.case, r.method): r for r in rows}
+  out = []
+  for stage, title in STAGE_TITLES.items():
+    ratios, near = [], []
+    for c in _unique(r.case for r in rows):
+      auto, best = by.get((c, "auto")), _best(by, c, methods, stage)
+      if auto is None or stage not in auto.ratio or best is None:
+        continue
+      ratios.append(auto.ratio[stage])
+      near.append(auto.time[stage].median <= 1.1 * by[(c, best)].time[stage].median)
+    if ratios:
+      gmean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+      out.append(f"- {title}: `auto` is {fmt_ratio(gmean)} lax (geometric mean over "
+                 f"{len(ratios)} cases), within 1.1x of the fastest method on "
+                 f"{sum(near)}/{len(near)}.")
+  return out
 
 
 def _network_markdown(rows: Sequence[Row]) -> list[str]:

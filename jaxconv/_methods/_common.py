@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from .._geometry import Geometry
 
@@ -22,12 +23,34 @@ def acc_dtype(g: Geometry):
   return np.dtype(jnp.float32) if g.dtype in _LOW_PRECISION else g.dtype
 
 
-def grouped_matmul(wg, cols, g: Geometry):
-  """`(G, Og, K) x (N, G, K, L) -> (N, G, Og, L)`, one batched GEMM.
+def grouped_matmul(wg, cols, g: Geometry, *, broadcast: bool = True):
+  """`(G, Og, K) x (N, G, K, L) -> (N, G, Og, L)`, one GEMM per group.
 
-  The kernel is broadcast over the batch so the GEMM writes the channels-first
-  result directly, with no transpose of the (large) output.
+  With `broadcast` (the default) the kernel is broadcast over the batch, a
+  `(N, G, Og, K)` copy, so one batched GEMM writes the channels-first result
+  directly, with no transpose of the (large) output. Without it the kernel is
+  used as it is: one GEMM per group over all `N * L` columns gives
+  `(G, Og, N, L)`, transposed once to the output layout. The first costs
+  `N * size(wg)` extra memory, the second `size(output)`: `broadcast_weights`
+  picks the smaller. Neither copies `cols`.
   """
-  n = cols.shape[0]
-  wb = jnp.broadcast_to(wg, (n, *wg.shape))
-  return jnp.matmul(wb, cols, precision=g.precision, preferred_element_type=acc_dtype(g))
+  acc = acc_dtype(g)
+  if broadcast:
+    n = cols.shape[0]
+    wb = jnp.broadcast_to(wg, (n, *wg.shape))
+    return jnp.matmul(wb, cols, precision=g.precision, preferred_element_type=acc)
+  y = lax.dot_general(wg, cols, (((2,), (2,)), ((0,), (1,))), precision=g.precision,
+                      preferred_element_type=acc)             # (G, Og, N, L)
+  return y.transpose(2, 0, 1, 3)
+
+
+def broadcast_weights(wg_shape, cols_shape) -> bool:
+  """Whether `grouped_matmul` should broadcast `wg` over the batch.
+
+  True when the `(N, G, Og, K)` broadcast copy of the kernel is no larger than
+  the `(N, G, Og, L)` output, i.e. when `K <= L` (wide early layers); deep
+  layers with many channels and few positions use the kernel as it is and
+  transpose the small output instead (for a 512 -> 512 3x3 conv on 7x7 maps
+  the broadcast is 10x the patch tensor).
+  """
+  return wg_shape[-1] <= cols_shape[-1]

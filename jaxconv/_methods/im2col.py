@@ -14,7 +14,7 @@ import math
 from .._geometry import Geometry
 from .._padding import pad_and_dilate
 from .._patches import extract_patches
-from ._common import grouped_matmul, out_dtype
+from ._common import broadcast_weights, grouped_matmul, out_dtype
 
 
 # The patch tensor is materialised: refuse ones that would not fit in memory.
@@ -47,4 +47,5 @@ def conv(x, w, g: Geometry):
     patches = extract_patches(xp, g.kernel_size, g.dilation, g.stride, g.out_spatial)
     cols = patches.reshape(n, groups, cg * taps, length)
   wg = w.reshape(groups, og, cg * taps)
-  return grouped_matmul(wg, cols, g).reshape(g.out_shape).astype(out_dtype(g))
+  y = grouped_matmul(wg, cols, g, broadcast=broadcast_weights(wg.shape, cols.shape))
+  return y.reshape(g.out_shape).astype(out_dtype(g))
