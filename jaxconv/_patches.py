@@ -87,7 +87,7 @@ def extract_patches(xp, kernel_size, dilation, stride, out_spatial):
   slices = {offset: s.reshape(n, c, *unit, *out_spatial) for offset, s in
             window_slices(xp, kernel_size, dilation, stride, out_spatial)}
 
-  def build(prefix):  # (N, C, *kernel_size[:len(prefix)]..., 1..., *out)
+  def build(prefix):  # (N, C, *(1,) * len(prefix), *kernel_size[len(prefix):], *out)
     axis = len(prefix)
     if axis == rank:
       return slices[prefix]

@@ -31,8 +31,8 @@ def grouped_matmul(wg, cols, g: Geometry, *, broadcast: bool = True):
   directly, with no transpose of the (large) output. Without it the kernel is
   used as it is: one GEMM per group over all `N * L` columns gives
   `(G, Og, N, L)`, transposed once to the output layout. The first costs
-  `N * size(wg)` extra memory, the second `size(output)`: `broadcast_weights`
-  picks the smaller. Neither copies `cols`.
+  `N * size(wg)` extra memory, the second `size(output)` (and, with several
+  groups, a copy of `cols`): `broadcast_weights` chooses.
   """
   acc = acc_dtype(g)
   if broadcast:
@@ -47,10 +47,11 @@ def grouped_matmul(wg, cols, g: Geometry, *, broadcast: bool = True):
 def broadcast_weights(wg_shape, cols_shape) -> bool:
   """Whether `grouped_matmul` should broadcast `wg` over the batch.
 
-  True when the `(N, G, Og, K)` broadcast copy of the kernel is no larger than
-  the `(N, G, Og, L)` output, i.e. when `K <= L` (wide early layers); deep
-  layers with many channels and few positions use the kernel as it is and
-  transpose the small output instead (for a 512 -> 512 3x3 conv on 7x7 maps
-  the broadcast is 10x the patch tensor).
+  False only for one group (`G == 1`) with `K > L`: deep layers with many
+  channels and few positions, where the `(N, Og, K)` broadcast copy of the
+  kernel is larger than the `(N, Og, L)` output (for a 512 -> 512 3x3 conv on
+  7x7 maps it is 10x the patch tensor, and slower). With several groups the
+  unbroadcast GEMM needs `cols` with the group axis leading, which XLA gets by
+  copying it, so the broadcast stays.
   """
-  return wg_shape[-1] <= cols_shape[-1]
+  return wg_shape[0] > 1 or wg_shape[-1] <= cols_shape[-1]

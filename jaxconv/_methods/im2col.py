@@ -3,8 +3,12 @@
 The padded input is unfolded into `(N, C_in * prod(kernel), L)` columns in
 PyTorch's order, the kernel flattened to `(C_out, C_in/groups * prod(kernel))`,
 and the convolution is one batched matrix product per group. Memory is the
-patch tensor plus inputs and outputs; a 1x1 stride-1 conv needs no patches at
-all and is a plain GEMM over channels.
+patch tensor plus inputs and outputs (XLA temp bytes; tests/test_im2col_memory.py):
+the patches are written once, by one fusion (`extract_patches`), and the GEMM
+reads them in place. Reverse mode also needs their cotangent `w^T @ dy` to
+fold into the input gradient; for a depthwise kernel XLA fuses it into the fold,
+otherwise it is a second patch-sized buffer. A 1x1 stride-1 conv needs no
+patches at all and is a plain GEMM over channels.
 """
 
 from __future__ import annotations
