@@ -387,6 +387,17 @@ def _embed(k, axis: int, length: int, shift: int):
   return jnp.roll(k, -shift, axis=axis) if shift else k
 
 
+def _shift_ramp(size: int, shift: int, n_freq: int, dtype, axis: int, ndim: int):
+  """`exp(2 pi i f shift / size)` for `f < n_freq`, shaped to broadcast along
+  `axis`: the DFT of a buffer rolled by `-shift` is the DFT times this ramp.
+  Computed in float64 at trace time (a constant), so it adds one rounding."""
+  f = np.arange(n_freq, dtype=np.float64)
+  ramp = np.exp(2j * np.pi * ((f * shift) % size) / size).astype(dtype)
+  shape = [1] * ndim
+  shape[axis] = n_freq
+  return ramp.reshape(shape)
+
+
 def kernel_spectrum(w, plan: Plan, *, conj: bool):
   """The kernel's transform, `(G, Og, Cg * phases, *spectrum)`.
 
@@ -409,12 +420,17 @@ def kernel_spectrum(w, plan: Plan, *, conj: bool):
       cfg = [(0, 0, 0)] * k.ndim
       cfg[ax] = (0, 0, a.kernel_dilation - 1)
       k = _pad(k, cfg)
-    k = _embed(k, ax, a.phases * a.size, a.shift)
+    # One phase: shift after the transform, as a phase ramp that fuses into the
+    # spectral product, instead of a roll (a concatenate copy of the buffer).
+    ramp = a.phases == 1 and a.shift % a.size != 0
+    k = _embed(k, ax, a.phases * a.size, 0 if ramp else a.shift)
     k = k.reshape(k.shape[:ax] + (a.size, a.phases) + k.shape[ax + 1:])
     if plan.real and d == r - 1:
       k = jnp.fft.rfft(k, axis=ax)
     else:
       k = jnp.fft.fft(k, axis=ax)
+    if ramp:
+      k = k * _shift_ramp(a.size, a.shift, k.shape[ax], k.dtype, ax, k.ndim)
   # Now (O, I, F_0, s_0, F_1, s_1, ...): earlier axes were still one axis each
   # while a later one was split, so axis d always sat at 2 + d.
   k = k.transpose((0, 1, *[3 + 2 * d for d in range(r)], *[2 + 2 * d for d in range(r)]))
