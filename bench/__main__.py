@@ -7,8 +7,9 @@ Usage:
                   [--networks GLOB ... | --no-networks]
 
 Besides the single convolutions, one optax training step of each small
-network in `bench/networks.py` is timed with lax, auto and autotune (all of
-them in unfiltered runs; with `--cases`, only those named by `--networks`).
+network in `bench/networks.py` is timed with lax and auto (`--full` adds
+autotune; `--methods` selects among these), in unfiltered runs for every
+network, with `--cases` only for those named by `--networks`.
 
 Writes `<out>/<suite>.json` (`custom.json` when `--cases`/`--methods` filter
 the run), the markdown table into README.md between `<!-- bench:start -->` and
@@ -106,7 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   selected = cases_lib.select(args.suite, args.cases) if args.cases or not args.networks else []
   nets = select_networks(args)
   methods = resolve_methods(args.methods, args.suite)
-  net_methods = [m for m in runner.NETWORK_METHODS if not args.methods or m in methods]
+  net_methods = [m for m in runner.network_methods("full" if args.methods else args.suite)
+                 if not args.methods or m in methods]
   filtered = bool(args.cases or args.methods or args.networks or args.no_networks)
   name = "custom" if filtered else args.suite
   policy = timing.QUICK if args.suite == "quick" else timing.FULL

@@ -262,9 +262,11 @@ def count_steps(cases: Sequence[Case], methods: Sequence[str],
 
 # --- end-to-end networks -----------------------------------------------------
 
-NETWORK_METHODS = ("lax", "auto", "autotune")
-"""What the training-step networks run with: lax everywhere, the cost model's
-pick per conv, and the autotuned pick per conv."""
+def network_methods(suite: str = "quick") -> tuple[str, ...]:
+  """What the training-step networks run with: lax everywhere and the cost
+  model's pick per conv; `--full` adds the autotuned pick per conv (its tuning
+  costs ~35 s on 2 cores, over the quick suite's 3-minute budget)."""
+  return ("lax", "auto", *(("autotune",) if suite == "full" else ()))
 
 
 def run_network(net, methods: Sequence[str], policy: Policy, *,
