@@ -17,7 +17,7 @@ import jax
 
 from . import check, peers, problem
 from .cases import Case
-from .timing import Compiled, Policy, Stats, compile_jax, measure, run_once
+from .timing import Compiled, Policy, Stats, compile_jax, measure_round_robin, run_once
 
 # Row.status values.
 OK, NA, FAIL, SKIPPED, ERROR = "ok", "n/a", "FAIL", "skipped", "error"
@@ -123,7 +123,7 @@ def run_case(case: Case, methods: Sequence[str], policy: Policy, *,
   g = problem.geometry(case)
   flops = {"fwd": g.flops, "fwdbwd": 3 * g.flops}
   method_names, peer_names = candidates(case, methods, use_peers)
-  rows = []
+  rows, pending, shared = [], [], []
   for name in [*method_names, *(PEER_PREFIX + p for p in peer_names)]:
     if on_step:
       on_step(f"{case.name} / {name}")
@@ -134,14 +134,14 @@ def run_case(case: Case, methods: Sequence[str], policy: Policy, *,
     skip = case.skip.get(name) or case.skip.get(row.choice or "")
     same = next((r for r in rows if r.method == row.choice), None) if row.choice else None
     if same is not None and not skip and _same_program(case, name, same.method, x, w):
-      _share(row, same)
+      shared.append((row, same))   # its results are copied once `same` is timed
     elif skip:
       row.status = SKIPPED
       row.reason = skip if name in case.skip else f"auto picks {row.choice!r}: {skip}"
     else:
       row.tol = check.tolerance(name, g)
       try:
-        _execute(row, _stages(case, name, (x, w, ct), refs), policy, max_temp_bytes)
+        pending += _execute(row, _stages(case, name, (x, w, ct), refs), max_temp_bytes)
         if name == "autotune":
           row.choice = _autotuned(case)
       except NotImplementedError as e:
@@ -149,6 +149,9 @@ def run_case(case: Case, methods: Sequence[str], policy: Policy, *,
       except Exception as e:  # noqa: BLE001 -- reported loudly, the run goes on
         row.status, row.reason = ERROR, f"{type(e).__name__}: {e}"[:500]
     rows.append(row)
+  _time_all(pending, policy)
+  for row, same in shared:
+    _share(row, same)
   _derive(rows, gemm_peak)
   return rows
 
@@ -202,9 +205,13 @@ def _stages(case: Case, name: str, args: tuple, refs: dict) -> list[_Stage]:
                  (xn, wn, ctn), refs["fwdbwd"], ("dx", "dw"))]
 
 
-def _execute(row: Row, stages: list[_Stage], policy: Policy,
-             max_temp_bytes: int | None) -> None:
-  """Compile and check every stage; time them only if all are correct."""
+def _execute(row: Row, stages: list[_Stage], max_temp_bytes: int | None) -> list:
+  """Compile and check every stage of `row`.
+
+  Returns:
+    `[(row, stage, call, warm-up seconds)]` to time, when every stage is
+    correct; else `[]` (status and reason say why).
+  """
   ready = []
   for st in stages:
     comp = st.build()
@@ -216,17 +223,23 @@ def _execute(row: Row, stages: list[_Stage], policy: Policy,
       row.status = SKIPPED
       row.reason = (f"{st.name}: XLA temp memory {comp.temp_bytes / 2**30:.1f} GiB "
                     f"> limit {max_temp_bytes / 2**30:.1f} GiB (--max-temp-gb)")
-      return
+      return []
     out, t0 = run_once(lambda: comp.call(*st.args))  # noqa: B023 -- called here
     verdict = check.compare(out, st.ref, row.tol, st.leaves)
     del out
     row.error[st.name] = verdict.error
     if not verdict.ok:
       row.status, row.reason = FAIL, f"{st.name}: {verdict.message()}"
-      return
+      return []
     ready.append((st, comp, t0))
-  for st, comp, t0 in ready:
-    row.time[st.name] = measure(lambda: comp.call(*st.args), policy, t0)  # noqa: B023
+  return [(row, st.name, lambda c=comp, a=st.args: c.call(*a), t0) for st, comp, t0 in ready]
+
+
+def _time_all(pending: list, policy: Policy) -> None:
+  """Time every checked stage of one case (or network), round-robin."""
+  stats = measure_round_robin([(call, t0) for _, _, call, t0 in pending], policy)
+  for (row, stage, _, _), st in zip(pending, stats):
+    row.time[stage] = st
 
 
 def _derive(rows: list[Row], gemm_peak: float | None) -> None:
@@ -293,7 +306,7 @@ def run_network(net, methods: Sequence[str], policy: Policy, *,
   leaves = ("loss", *(f"d{jax.tree_util.keystr(p)}" for p, _ in paths))
   flops = {"step": 3 * sum(g.flops for g in geoms)}
   shapes = f"x{tuple(net.x_shape)}, {len(geoms)} convs"
-  rows = []
+  rows, pending = [], []
   for name in methods:
     if on_step:
       on_step(f"{net.name} / {name}")
@@ -310,10 +323,11 @@ def run_network(net, methods: Sequence[str], policy: Policy, *,
       return Compiled(lambda *a: comp.call(*a)[2:], comp.compile_s, comp.temp_bytes)
 
     try:
-      _execute(row, [_Stage("step", build, args, ref, leaves)], policy, max_temp_bytes)
+      pending += _execute(row, [_Stage("step", build, args, ref, leaves)], max_temp_bytes)
     except Exception as e:  # noqa: BLE001 -- reported loudly, the run goes on
       row.status, row.reason = ERROR, f"{type(e).__name__}: {e}"[:500]
     rows.append(row)
+  _time_all(pending, policy)
   _derive(rows, None)
   return rows
 

@@ -1,5 +1,6 @@
 """Compiling and timing: ahead-of-time compile with XLA's memory analysis,
-warm-up, and an adaptive number of repeats around `block_until_ready`.
+warm-up, and an adaptive number of repeats around `block_until_ready`, run
+round-robin across the candidates of one case.
 """
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -95,15 +96,24 @@ def run_once(call: Callable[[], Any]) -> tuple[Any, float]:
   return out, time.perf_counter() - t
 
 
-def measure(call: Callable[[], Any], policy: Policy, warmup: float) -> Stats:
-  """Time `call` after its warm-up run (which took `warmup` seconds).
+def measure_round_robin(calls: Sequence[tuple[Callable[[], Any], float]],
+                        policy: Policy) -> list[Stats]:
+  """Time several `(call, warmup seconds)` in rounds: each round runs each once.
 
-  The first timed run also sizes the sample: `policy.repeats(t1)` runs in all
-  (the warm-up itself is often much slower and is not used).
+  On a machine shared with other jobs the load changes within seconds; timing
+  the candidates of one case one after another would charge a busy spell to
+  whichever ran then. Interleaved, a spell hits all of them alike, so their
+  ratios (the numbers the suite reports) stay meaningful. Each call still
+  gets `policy.repeats(first timed run)` samples; a call that has its count
+  sits out the later rounds.
   """
-  first = run_once(call)[1]
-  samples = [first] + [run_once(call)[1] for _ in range(policy.repeats(first) - 1)]
-  return Stats.of(samples, warmup)
+  samples = [[run_once(call)[1]] for call, _ in calls]
+  want = [policy.repeats(s[0]) for s in samples]
+  for _ in range(1, max(want, default=1)):
+    for (call, _), got, n in zip(calls, samples, want):
+      if len(got) < n:
+        got.append(run_once(call)[1])
+  return [Stats.of(got, warmup) for (_, warmup), got in zip(calls, samples)]
 
 
 def gemm_peak_gflops(n: int = 1024, repeats: int = 5) -> float:
