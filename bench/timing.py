@@ -103,16 +103,20 @@ def measure_round_robin(calls: Sequence[tuple[Callable[[], Any], float]],
   On a machine shared with other jobs the load changes within seconds; timing
   the candidates of one case one after another would charge a busy spell to
   whichever ran then. Interleaved, a spell hits all of them alike, so their
-  ratios (the numbers the suite reports) stay meaningful. Each call still
-  gets `policy.repeats(first timed run)` samples; a call that has its count
-  sits out the later rounds.
+  ratios (the numbers the suite reports) stay meaningful. The order rotates
+  from round to round. Each call still gets `policy.repeats(first timed run)`
+  samples; a call that has its count sits out the later rounds.
   """
   samples = [[run_once(call)[1]] for call, _ in calls]
   want = [policy.repeats(s[0]) for s in samples]
-  for _ in range(1, max(want, default=1)):
-    for (call, _), got, n in zip(calls, samples, want):
-      if len(got) < n:
-        got.append(run_once(call)[1])
+  k = len(calls)
+  for r in range(1, max(want, default=1)):
+    # Each round starts one further along: whoever runs right after a twin
+    # (same buffers and code still in cache) or after a memory-hungry
+    # neighbour is not always the same call.
+    for i in [(r + j) % k for j in range(k)]:
+      if len(samples[i]) < want[i]:
+        samples[i].append(run_once(calls[i][0])[1])
   return [Stats.of(got, warmup) for (_, warmup), got in zip(calls, samples)]
 
 
