@@ -1,9 +1,16 @@
 """PNG plots (matplotlib, Agg): time vs kernel size per method for each sweep
 family (2-D dense, 2-D depthwise, 1-D: where the FFT crosses over), and the
-speed-up over lax per case."""
+speed-up over lax per case.
+
+`python -m bench --plots` draws them for the run it makes;
+`python -m bench.plots RESULTS.json [--out DIR]` redraws them from a saved run.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -101,3 +108,23 @@ def write_all(rows: Sequence[Row], out_dir: Path, prefix: str) -> tuple[list[Pat
   else:
     notes.append("no speed-up plot: no method was timed against lax")
   return written, notes
+
+
+def main(argv: Sequence[str]) -> int:
+  """`python -m bench.plots RESULTS.json [--out DIR]`: plots of a saved run."""
+  p = argparse.ArgumentParser(prog="python -m bench.plots", description=main.__doc__)
+  p.add_argument("results", type=Path, help="a JSON file written by python -m bench")
+  p.add_argument("--out", type=Path, help="folder for the PNGs (default: beside the JSON)")
+  args = p.parse_args(list(argv))
+  try:
+    rows = [Row.from_json(r) for r in json.loads(args.results.read_text())["rows"]]
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    p.error(f"cannot read bench rows from {args.results}: {e}")
+  written, notes = write_all(rows, args.out or args.results.parent, args.results.stem)
+  for line in [*map(str, written), *notes]:
+    print(line)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main(sys.argv[1:]))

@@ -62,6 +62,14 @@ class Row:
     d["is_peer"] = self.is_peer
     return d
 
+  @classmethod
+  def from_json(cls, d: dict[str, Any]) -> Row:
+    """The inverse of `to_json` (for re-plotting a saved run)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    row = cls(**{k: v for k, v in d.items() if k in names})
+    row.time = {k: Stats(**v) for k, v in row.time.items()}
+    return row
+
 
 @dataclasses.dataclass(frozen=True)
 class _Stage:

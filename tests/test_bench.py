@@ -116,6 +116,17 @@ def test_auto_shares_the_results_of_the_identical_program():
   assert auto_row.ratio == {"fwd": 1.0, "fwdbwd": 1.0}
 
 
+def test_autotune_shares_the_timings_of_the_method_it_runs(monkeypatch):
+  from jaxconv import _autotune
+  monkeypatch.setattr(_autotune, "choose", lambda g: "direct")   # no tuning in tests
+  monkeypatch.setattr(runner, "_autotuned", lambda case: "direct")
+  _, direct_row, tuned = runner.run_case(TINY, ["lax", "direct", "autotune"], ONCE,
+                                         use_peers=False)
+  assert tuned.status == runner.OK and tuned.choice == "direct"
+  assert "its timings are shared" in tuned.note and tuned.time == direct_row.time
+  assert set(tuned.compile_s) == {"fwd", "fwdbwd"}   # its own, tuning included
+
+
 def test_memory_limit_skips_before_running():
   _, row = runner.run_case(TINY, ["lax", "im2col"], ONCE, max_temp_bytes=0,
                            use_peers=False)
@@ -147,6 +158,30 @@ def test_plots(tmp_path):
   assert names == ["t-kernel-1d-fwd.png", "t-kernel-1d-fwdbwd.png", "t-speedup.png"]
   assert all(p.stat().st_size > 0 for p in written)
   assert any("dense2d" in n for n in notes)
+
+
+def test_round_robin_interleaves_and_rotates():
+  order = []
+  calls = [(lambda n=n: order.append(n), 0.0) for n in "abc"]
+  stats = timing.measure_round_robin(calls, timing.Policy(fixed=3))
+  assert [s.repeats for s in stats] == [3, 3, 3]
+  assert order == list("abc" "bca" "cab")   # each round starts one further along
+
+
+def test_plots_from_a_saved_run(tmp_path, capsys):
+  rows = [_timed_row(f"s{k}", m, k, k * t, 1 / t) for k in (3, 9)
+          for m, t in (("lax", 1.0), ("direct", 0.5))]
+  saved = tmp_path / "run.json"
+  saved.write_text(json.dumps({"rows": [r.to_json() for r in rows]}))
+  back = [runner.Row.from_json(r) for r in json.loads(saved.read_text())["rows"]]
+  assert back == rows
+  assert plots.main([str(saved), "--out", str(tmp_path / "png")]) == 0
+  assert (tmp_path / "png" / "run-kernel-1d-fwd.png").stat().st_size > 0
+  assert "run-kernel-1d-fwdbwd.png" in capsys.readouterr().out
+  (tmp_path / "bad.json").write_text("{}")
+  with pytest.raises(SystemExit):
+    plots.main([str(tmp_path / "bad.json")])
+  assert "cannot read bench rows from" in capsys.readouterr().err
 
 
 def test_readme_without_markers_is_left_alone(tmp_path):
