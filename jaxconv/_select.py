@@ -319,8 +319,17 @@ def select(g: Geometry, backend: str | None = None) -> tuple[str, str]:
     long 1-D filters and 3-D volumes -> 'fft';
   * depthwise and grouped 3x3 -> 'direct' or 'im2col' (XLA CPU's grouped
     convolution is 5-300x slower);
-  * 1x1 kernels and dilated 1-D (WaveNet) -> 'im2col' (one GEMM);
-  * ordinary dense 3x3 with many channels (ResNet) -> 'lax'.
+  * 1x1 kernels, dilated 1-D (WaveNet) and dense 3x3 with many channels
+    (ResNet, also strided) -> 'direct' (one GEMM per tap, no patch tensor);
+    a 7x7/2 stem with 3 input channels -> 'im2col' (one GEMM);
+  * lax where no other method is estimated ~1.4x faster: on GPU/TPU (the
+    generic profile) all but FFT-sized kernels; on the 2026-12-02 Intel Xeon
+    profile none of the 63 calibration cases, which costs 1.36x on its
+    known weak spot, a dense 1-D 64->64 k=9 convolution where lax is fastest.
+
+  The coefficients are fitted for these choices, not just for the times
+  (`bench.calibrate.fit_decisions`), so an estimate can be off by ~1.4x
+  (median) while the order it gives is right.
 
   The reason string gives every candidate's estimate, so a surprising pick
   can be checked with `method="autotune"` (which measures instead).
@@ -357,8 +366,8 @@ def select_method(x_shape, w_shape, dtype="float32", *, backend=None,
   `jaxconv._select.select` for the rules) and takes the fastest method that
   supports the convolution, keeping lax unless another method is estimated
   ~1.4x faster. Typical picks on a CPU: 'fft' for large kernels, long 1-D
-  filters and 3-D volumes, 'direct'/'im2col' for depthwise 3x3 and 1x1,
-  'lax' for dense 3x3 with many channels. For an exact answer on your
+  filters and 3-D volumes, 'direct'/'im2col' for depthwise 3x3, 1x1 and
+  dense 3x3 with many channels. For an exact answer on your
   device, `method="autotune"` times the candidates instead.
 
   Args:

@@ -101,7 +101,14 @@ def test_not_implemented_is_na_with_reason(monkeypatch):
   assert row.time == {}
 
 
-def test_case_skip_and_auto_choice():
+@pytest.fixture
+def auto_keeps_lax(monkeypatch):
+  """Make `auto` pick lax whatever the committed cost model says."""
+  from jaxconv import _select
+  monkeypatch.setattr(_select, "select", lambda g, backend=None: ("lax", "test: lax"))
+
+
+def test_case_skip_and_auto_choice(auto_keeps_lax):
   case = Case("tiny-skip", "test", TINY.x_shape, TINY.w_shape, TINY.kwargs,
               skip={"direct": "too slow", "lax": "too slow"})
   rows = runner.run_case(case, ["lax", "direct", "auto"], ONCE, use_peers=False)
@@ -109,7 +116,7 @@ def test_case_skip_and_auto_choice():
   assert rows[2].choice == "lax" and rows[2].reason == "auto picks 'lax': too slow"
 
 
-def test_auto_shares_the_results_of_the_identical_program():
+def test_auto_shares_the_results_of_the_identical_program(auto_keeps_lax):
   lax_row, auto_row = runner.run_case(TINY, ["lax", "auto"], ONCE, use_peers=False)
   assert auto_row.choice == "lax" and "same XLA program as 'lax'" in auto_row.note
   assert auto_row.status == runner.OK and auto_row.time == lax_row.time
@@ -276,3 +283,24 @@ def test_real_networks_are_well_formed():
   assert (7, 7) in kernels and (1, 1) in kernels
   with pytest.raises(ValueError, match="--networks 'nope' matches no network"):
     bench_main.select_networks(bench_main.parse_args(["--networks", "nope"]))
+
+
+def test_calibration_decision_fit_orders_the_methods():
+  from bench import calibrate
+  from jaxconv import _select
+  names = ("cal-dense-k3", "cal-dw-k3", "cal-causal-k256")
+  # Constant times: a linear model in the features cannot fit them, but it can
+  # still rank fft first everywhere, which is all `auto` needs.
+  secs = {"lax": 2e-3, "direct": 3e-3, "fft": 1e-3}
+  samples = [{"case": n, "method": m, "seconds": t} for n in names for m, t in secs.items()]
+  cache = _select.DEFAULT_CACHE_BYTES
+  start, _ = calibrate.fit(samples, cache)
+  coefs, quality = calibrate.fit_decisions(samples, cache, start)
+  assert set(coefs) == set(start) and all(set(coefs[m]) == set(start[m]) for m in start)
+  assert all(v >= 0 for c in coefs.values() for v in c.values())
+  fit = quality["decision_fit"]
+  assert fit["cases"] == 3 and fit["loss"] <= fit["loss_start"]
+  for n in names:
+    f = _select.features(calibrate.problem.method_geometry(calibrate.BY_NAME[n]), cache)
+    est = {m: sum(c * f[m].get(k, 0.0) for k, c in coefs[m].items()) for m in secs}
+    assert min(est, key=est.get) == "fft", (n, est)
