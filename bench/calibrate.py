@@ -56,7 +56,7 @@ CUTOFF = 20.0
 SLOW_S = 0.5
 # `fit_decisions`: softness of the pick (in log-time units) and the weight of
 # the plain time-fit term; chosen by five-fold cross-validation.
-DECISION_TEMPERATURE = 0.1
+DECISION_TEMPERATURE = 0.3
 DECISION_FIT_WEIGHT = 0.1
 
 
@@ -286,8 +286,10 @@ def fit_decisions(samples: Sequence[dict], cache_bytes: int, start: dict,
   the expected slow-down of a softened pick plus a pull towards honest
   times (so the reasons `select_method` prints stay meaningful), by Powell's
   method from `start`. Five-fold cross-validation on the 63 cases of
-  2026-12-02 (fit on four fifths, pick on the rest): 6 held-out cases more
-  than 1.1x off the fastest, against 16 for the NNLS fit alone.
+  2026-12-02 (fit on four fifths, pick on the rest): 8 held-out cases more
+  than 1.1x off the fastest and a summed log slow-down of 2.9, against 14
+  and 7.6 for the NNLS fit alone; but 3 held-out cases more than 1.1x
+  slower than lax, against none (temperature 0.1: 13, 5.9 and 2).
 
   Returns:
     `(coefficients, quality)` as `fit`.

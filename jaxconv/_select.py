@@ -131,7 +131,9 @@ def features(g: Geometry, cache_bytes: int = DEFAULT_CACHE_BYTES
   Returns:
     `{method: {feature: value}}` for every method the model knows:
 
-    * lax: `macs_dense` (groups == 1), `tap_outs_dense` (taps x y: XLA's
+    * lax: `macs_dense` (groups == 1), `macs_1x1` (dense, stride-1 1x1
+      kernels: XLA CPU's convolution is 2-10x slower than the same GEMM
+      there), `tap_outs_dense` (taps x y: XLA's
       convolution is slow per multiply-add when channels are few),
       `macs_dense_logk` (macs x log2(taps + 1): its backward slows with the
       kernel size), `macs_3d` (dense, 3 or more spatial dims),
@@ -179,6 +181,7 @@ def features(g: Geometry, cache_bytes: int = DEFAULT_CACHE_BYTES
   spectra_big = 1 if max(ws, 2 * spectra * max(item, 4)) > cache_bytes else 0
   return {
       "lax": dict(macs_dense=macs if dense else 0,
+                  macs_1x1=macs if dense and gemm_1x1 else 0,
                   tap_outs_dense=taps * s["y"] if dense else 0,
                   macs_dense_logk=macs * math.log2(taps + 1) if dense else 0,
                   macs_3d=macs if dense and g.rank >= 3 else 0,
