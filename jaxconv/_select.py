@@ -327,8 +327,9 @@ def select(g: Geometry, backend: str | None = None) -> tuple[str, str]:
     a 7x7/2 stem with 3 input channels -> 'im2col' (one GEMM);
   * lax where no other method is estimated ~1.4x faster: on GPU/TPU (the
     generic profile) all but FFT-sized kernels; on the 2026-12-02 Intel Xeon
-    profile none of the 63 calibration cases, which costs 1.36x on its
-    known weak spot, a dense 1-D 64->64 k=9 convolution where lax is fastest.
+    profile e.g. dense 64->64 5x5/7x7 on 32x32. Its known miss there: a
+    dense 1-D 64->64 k=9 convolution, where it picks 'direct', 1.36x slower
+    than lax.
 
   The coefficients are fitted for these choices, not just for the times
   (`bench.calibrate.fit_decisions`), so an estimate can be off by ~1.4x
