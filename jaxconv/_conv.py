@@ -16,7 +16,7 @@ import numpy as np
 from jax import lax
 
 from . import _autotune, _select
-from ._geometry import Geometry, _is_int, _shape_of, make_geometry, ntuple, normalize_padding
+from ._geometry import Geometry, is_int, shape_of, make_geometry, ntuple, normalize_padding
 from ._methods import METHODS
 from ._padding import method_geometry, pad_mode
 
@@ -66,7 +66,7 @@ def _compiled(method_conv):
 def _check_bias(b, out_channels: int, fn: str) -> None:
   if b is None:
     return
-  shape = _shape_of(b, "b", fn)
+  shape = shape_of(b, "b", fn)
   if shape != (out_channels,):
     raise ValueError(
         f"{fn}: `b` must have shape (C_out,) = ({out_channels},); got b.shape={shape}.")
@@ -187,12 +187,12 @@ def conv_transpose(x, w, b=None, *, stride=1, padding=0, output_padding=0,
   """
   fn = "jaxconv.conv_transpose"
   _check_method(method, fn)
-  x_shape, w_shape = _shape_of(x, "x", fn), _shape_of(w, "w", fn)
+  x_shape, w_shape = shape_of(x, "x", fn), shape_of(w, "w", fn)
   if len(x_shape) < 3 or len(w_shape) != len(x_shape):
     raise ValueError(
         f"{fn}: `x` must be (N, C_in, *spatial) and `w` (C_in, C_out // groups, *kernel) "
         f"of the same rank; got x.shape={x_shape} and w.shape={w_shape}.")
-  if not _is_int(groups) or groups < 1:
+  if not is_int(groups) or groups < 1:
     raise ValueError(f"{fn}: `groups` must be a positive int; got groups={groups!r}.")
   if w_shape[0] != x_shape[1]:
     raise ValueError(
@@ -276,7 +276,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   """
   fn = "jaxconv.conv_general_dilated"
   _check_method(method, fn)
-  lhs_shape, rhs_shape = _shape_of(lhs, "lhs", fn), _shape_of(rhs, "rhs", fn)
+  lhs_shape, rhs_shape = shape_of(lhs, "lhs", fn), shape_of(rhs, "rhs", fn)
   if len(lhs_shape) < 3 or len(rhs_shape) != len(lhs_shape):
     raise ValueError(
         f"{fn}: `lhs` and `rhs` must have the same rank >= 3; got lhs.shape={lhs_shape} "
@@ -285,7 +285,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   dnums = lax.conv_dimension_numbers(lhs_shape, rhs_shape, dimension_numbers)
   for name, count in (("feature_group_count", feature_group_count),
                       ("batch_group_count", batch_group_count)):
-    if not _is_int(count) or count < 1:
+    if not is_int(count) or count < 1:
       raise ValueError(f"{fn}: `{name}` must be a positive int; got {name}={count!r}.")
   if feature_group_count > 1 and batch_group_count > 1:
     raise ValueError(

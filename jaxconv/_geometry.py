@@ -97,13 +97,13 @@ class Geometry:
   @property
   def effective_kernel_size(self) -> tuple[int, ...]:
     """Kernel extent after rhs dilation: `d * (k - 1) + 1`."""
-    return tuple(_dilate_dim(k, d) for k, d in zip(self.kernel_size, self.dilation))
+    return tuple(dilate_dim(k, d) for k, d in zip(self.kernel_size, self.dilation))
 
   @property
   def padded_spatial(self) -> tuple[int, ...]:
     """Input extent after lhs dilation and zero padding."""
     return tuple(
-        _dilate_dim(n, ld) + lo + hi
+        dilate_dim(n, ld) + lo + hi
         for n, ld, (lo, hi) in zip(self.in_spatial, self.lhs_dilation, self.padding))
 
   @property
@@ -139,22 +139,22 @@ class Geometry:
     return dataclasses.replace(self, **changes)
 
 
-def _dilate_dim(n: int, d: int) -> int:
+def dilate_dim(n: int, d: int) -> int:
   return 0 if n == 0 else 1 + d * (n - 1)
 
 
 # --- normalisers ------------------------------------------------------------
 
-def _is_int(v) -> bool:
+def is_int(v) -> bool:
   return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
 def ntuple(value, rank: int, name: str, fn: str, *, minimum: int = 1) -> tuple[int, ...]:
   """An int or a per-dim sequence of ints -> a `rank`-tuple, each >= `minimum`."""
-  if _is_int(value):
+  if is_int(value):
     out = (int(value),) * rank
   elif isinstance(value, Sequence) and not isinstance(value, str):
-    if not all(_is_int(v) for v in value):
+    if not all(is_int(v) for v in value):
       raise TypeError(
           f"{fn}: `{name}` must be an int or a sequence of ints; got {name}={value!r}.")
     if len(value) != rank:
@@ -181,7 +181,7 @@ def normalize_padding(padding, in_spatial: Sequence[int], kernel_size: Sequence[
   and 'FULL', which pads `d * (k - 1)` on both sides.
   """
   rank = len(in_spatial)
-  eff = [_dilate_dim(k, d) for k, d in zip(kernel_size, dilation)]
+  eff = [dilate_dim(k, d) for k, d in zip(kernel_size, dilation)]
   if isinstance(padding, str):
     upper = padding.upper()
     if upper == "FULL":
@@ -193,7 +193,7 @@ def normalize_padding(padding, in_spatial: Sequence[int], kernel_size: Sequence[
         f"{fn}: unknown `{name}` string; got {name}={padding!r}, expected one of "
         f"{', '.join(repr(p) for p in PADDING_STRINGS)} (case-insensitive), an int, "
         "per-dim ints or per-dim (lo, hi) pairs.")
-  if _is_int(padding):
+  if is_int(padding):
     return ((int(padding), int(padding)),) * rank
   if isinstance(padding, Sequence):
     if len(padding) != rank:
@@ -202,10 +202,10 @@ def normalize_padding(padding, in_spatial: Sequence[int], kernel_size: Sequence[
           f"got {name}={padding!r} of length {len(padding)}.")
     pairs = []
     for p in padding:
-      if _is_int(p):
+      if is_int(p):
         pairs.append((int(p), int(p)))
       elif (isinstance(p, Sequence) and not isinstance(p, str) and len(p) == 2
-            and all(_is_int(v) for v in p)):
+            and all(is_int(v) for v in p)):
         pairs.append((int(p[0]), int(p[1])))
       else:
         raise TypeError(
@@ -217,7 +217,7 @@ def normalize_padding(padding, in_spatial: Sequence[int], kernel_size: Sequence[
       f"string; got {name}={padding!r}.")
 
 
-def _shape_of(a, name: str, fn: str) -> tuple[int, ...]:
+def shape_of(a, name: str, fn: str) -> tuple[int, ...]:
   shape = getattr(a, "shape", None)
   dtype = getattr(a, "dtype", None)
   if shape is None or dtype is None:
@@ -246,8 +246,8 @@ def make_geometry(fn: str, x, w, *, stride=1, padding=0, dilation=1, lhs_dilatio
     TypeError: a non-array input, or an argument of the wrong kind.
     ValueError: shapes or values that do not make a convolution.
   """
-  x_shape = _shape_of(x, "x", fn)
-  w_shape = _shape_of(w, "w", fn)
+  x_shape = shape_of(x, "x", fn)
+  w_shape = shape_of(w, "w", fn)
   if len(x_shape) < 3:
     raise ValueError(
         f"{fn}: `x` must be (N, C_in, *spatial) with at least one spatial dim; "
@@ -262,7 +262,7 @@ def make_geometry(fn: str, x, w, *, stride=1, padding=0, dilation=1, lhs_dilatio
         f"{fn}: `x` and `w` must have the same dtype; got x.dtype={np.dtype(x.dtype)} "
         f"and w.dtype={np.dtype(w.dtype)}.")
   rank = len(x_shape) - 2
-  if not _is_int(groups):
+  if not is_int(groups):
     raise TypeError(f"{fn}: `groups` must be an int; got groups={groups!r}.")
   groups = int(groups)
   if groups < 1:
@@ -361,14 +361,14 @@ def output_shape(input_size, kernel_size, *, stride=1, padding=0, dilation=1):
     (112,)
   """
   fn = "jaxconv.output_shape"
-  sizes = (input_size,) if _is_int(input_size) else tuple(input_size)
+  sizes = (input_size,) if is_int(input_size) else tuple(input_size)
   sizes = ntuple(sizes, len(sizes), "input_size", fn)
   rank = len(sizes)
   k = ntuple(kernel_size, rank, "kernel_size", fn)
   s = ntuple(stride, rank, "stride", fn)
   d = ntuple(dilation, rank, "dilation", fn)
   pads = normalize_padding(padding, sizes, k, s, d, fn)
-  out = tuple((n + lo + hi - _dilate_dim(kk, dd)) // ss + 1
+  out = tuple((n + lo + hi - dilate_dim(kk, dd)) // ss + 1
               for n, (lo, hi), kk, dd, ss in zip(sizes, pads, k, d, s))
   if any(o < 1 for o in out):
     raise ValueError(

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._geometry import Geometry, _is_int, make_geometry
+from ._geometry import Geometry, is_int, make_geometry
 from ._padding import method_geometry, pad_mode
 
 DEFAULT_MAX_ELEMENTS = 2**26
@@ -41,7 +41,7 @@ _TOEPLITZ_MODES = ("valid", "full", "same")
 # --- validation helpers -------------------------------------------------------
 
 def _check_budget(fn: str, rows: int, cols: int, max_elements, dtype) -> None:
-  if not _is_int(max_elements) or max_elements < 1:
+  if not is_int(max_elements) or max_elements < 1:
     raise ValueError(
         f"{fn}: `max_elements` must be a positive int; got max_elements={max_elements!r}.")
   size = rows * cols
@@ -62,7 +62,7 @@ def _as_kernel_1d(k, fn: str):
 
 
 def _check_n(n, fn: str) -> int:
-  if not _is_int(n):
+  if not is_int(n):
     raise TypeError(f"{fn}: `n` must be an int (the input length); got n={n!r}.")
   if n < 1:
     raise ValueError(f"{fn}: `n` must be positive (the input length); got n={n}.")
@@ -202,7 +202,7 @@ def _operator_geometry(fn: str, w, input_shape, *, stride, padding, dilation,
         f"{fn}: `w` must be (C_out, C_in // groups, *kernel) with at least one spatial "
         f"dim; got w.shape={tuple(w_shape)}.")
   if (isinstance(input_shape, str) or not isinstance(input_shape, Sequence)
-      or not all(_is_int(s) for s in input_shape)):
+      or not all(is_int(s) for s in input_shape)):
     raise TypeError(
         f"{fn}: `input_shape` must be a tuple of ints, (C_in, *spatial) or "
         f"(N, C_in, *spatial); got input_shape={input_shape!r}.")
@@ -609,7 +609,7 @@ class ConvOperator:
     if (not isinstance(tol, (float, int, np.floating, np.integer))
         or isinstance(tol, bool) or not tol > 0):
       raise ValueError(f"{fn}: `tol` must be a positive number; got tol={tol!r}.")
-    if not _is_int(max_iters) or max_iters < 1:
+    if not is_int(max_iters) or max_iters < 1:
       raise ValueError(
           f"{fn}: `max_iters` must be a positive int; got max_iters={max_iters!r}.")
     g = self.geometry

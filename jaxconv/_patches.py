@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._geometry import _dilate_dim, _is_int, _shape_of, normalize_padding, ntuple
+from ._geometry import dilate_dim, is_int, shape_of, normalize_padding, ntuple
 
 
 def kernel_offsets(kernel_size: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
@@ -106,9 +106,9 @@ def _unfold_geometry(fn, spatial, kernel_size, dilation, padding, stride):
   if any(lo < 0 or hi < 0 for lo, hi in pads):
     raise ValueError(f"{fn}: `padding` must be non-negative; got padding={padding!r}.")
   padded = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pads))
-  out = tuple((p - _dilate_dim(kk, dd)) // ss + 1
+  out = tuple((p - dilate_dim(kk, dd)) // ss + 1
               for p, kk, dd, ss in zip(padded, k, d, s))
-  if any(p < _dilate_dim(kk, dd) for p, kk, dd in zip(padded, k, d)):
+  if any(p < dilate_dim(kk, dd) for p, kk, dd in zip(padded, k, d)):
     raise ValueError(
         f"{fn}: the kernel is larger than the padded input, so there are no patches; "
         f"got spatial shape {tuple(spatial)}, kernel_size={k}, dilation={d}, "
@@ -154,7 +154,7 @@ def unfold(x, kernel_size, *, dilation=1, padding=0, stride=1):
      [ 6.  8. 14. 16.]]
   """
   fn = "jaxconv.unfold"
-  shape = _shape_of(x, "x", fn)
+  shape = shape_of(x, "x", fn)
   if len(shape) < 3:
     raise ValueError(
         f"{fn}: `x` must be (N, C, *spatial) with at least one spatial dim; got "
@@ -209,11 +209,11 @@ def fold(cols, output_size, kernel_size, *, dilation=1, padding=0, stride=1,
      [13. 14. 15. 16.]]
   """
   fn = "jaxconv.fold"
-  shape = _shape_of(cols, "cols", fn)
+  shape = shape_of(cols, "cols", fn)
   if len(shape) != 3:
     raise ValueError(
         f"{fn}: `cols` must be (N, C * prod(kernel_size), L); got cols.shape={shape}.")
-  if _is_int(output_size):
+  if is_int(output_size):
     output_size = (output_size,)
   if not isinstance(output_size, Sequence) or isinstance(output_size, str):
     raise TypeError(

@@ -21,7 +21,7 @@ import warnings
 import jax
 import numpy as np
 
-from ._geometry import Geometry, _is_int, make_geometry
+from ._geometry import Geometry, is_int, make_geometry
 from ._methods import METHODS
 from ._padding import method_geometry
 
@@ -356,7 +356,7 @@ _CONV_KWARGS = ("stride", "padding", "dilation", "groups", "padding_mode", "flip
 
 def _shape(value, name: str, fn: str) -> tuple[int, ...]:
   if (isinstance(value, (str, bytes)) or not hasattr(value, "__len__")
-      or not all(_is_int(v) for v in value)):
+      or not all(is_int(v) for v in value)):
     raise TypeError(f"{fn}: `{name}` must be a sequence of ints; got {name}={value!r}.")
   return tuple(int(v) for v in value)
 

@@ -27,7 +27,7 @@ import numpy as np
 from jax import lax
 
 from . import _fftcore
-from ._geometry import _is_int, make_geometry
+from ._geometry import is_int, make_geometry
 
 _MODES = ("full", "same", "valid")
 _METHODS = ("auto", "direct", "fft", "oa")
@@ -55,7 +55,7 @@ def next_fast_len(n: int) -> int:
     (98, 1000, 1029)
   """
   fn = "jaxconv.next_fast_len"
-  if not _is_int(n):
+  if not is_int(n):
     raise TypeError(f"{fn}: `n` must be an int; got n={n!r}.")
   if n < 0:
     raise ValueError(f"{fn}: `n` must be non-negative; got n={n}.")
@@ -76,9 +76,9 @@ def _check_mode_method(mode, method, fn, methods=_METHODS):
 def _normalize_axes(axes, ndim: int, fn: str) -> list[int]:
   if axes is None:
     return list(range(ndim))
-  seq = [axes] if _is_int(axes) else axes
+  seq = [axes] if is_int(axes) else axes
   if not isinstance(seq, Sequence) or isinstance(seq, str) or not all(
-      _is_int(a) for a in seq):
+      is_int(a) for a in seq):
     raise TypeError(f"{fn}: `axes` must be None, an int or a sequence of ints; "
                     f"got axes={axes!r}.")
   if not seq:

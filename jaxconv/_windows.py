@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import jax.numpy as jnp
 
-from ._geometry import _is_int, ntuple
+from ._geometry import is_int, ntuple
 
 
 def _shape(fn: str, a, name: str, min_rank: int, layout: str) -> tuple[int, ...]:
@@ -34,7 +34,7 @@ def _shape(fn: str, a, name: str, min_rank: int, layout: str) -> tuple[int, ...]
 
 
 def _spatial_shape(fn: str, spatial_shape) -> tuple[int, ...]:
-  if _is_int(spatial_shape):
+  if is_int(spatial_shape):
     spatial_shape = (spatial_shape,)
   if not isinstance(spatial_shape, Sequence) or isinstance(spatial_shape, str):
     raise TypeError(

@@ -35,7 +35,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from ._geometry import _is_int
+from ._geometry import is_int
 
 __all__ = [
     "as_conv_weight",
@@ -57,7 +57,7 @@ _AXES = {"x": 1, "y": 0, 1: 1, -1: 1, 0: 0, -2: 0}
 def _axis(fn: str, axis) -> int:
   """'x'/'y' or an axis of a 2-D array -> 1 (columns, x) or 0 (rows, y)."""
   key = axis.lower() if isinstance(axis, str) else axis
-  if isinstance(axis, str) or _is_int(axis):
+  if isinstance(axis, str) or is_int(axis):
     if key in _AXES:
       return _AXES[key]
     raise ValueError(
@@ -67,7 +67,7 @@ def _axis(fn: str, axis) -> int:
 
 
 def _size(fn: str, size, *, odd: bool) -> int:
-  if not _is_int(size):
+  if not is_int(size):
     raise TypeError(f"{fn}: `size` must be an int; got size={size!r}.")
   if size < 1:
     raise ValueError(f"{fn}: `size` must be positive; got size={size}.")
@@ -78,7 +78,7 @@ def _size(fn: str, size, *, odd: bool) -> int:
 
 
 def _ndim(fn: str, ndim) -> int:
-  if not _is_int(ndim):
+  if not is_int(ndim):
     raise TypeError(f"{fn}: `ndim` must be an int; got ndim={ndim!r}.")
   if ndim < 1:
     raise ValueError(f"{fn}: `ndim` must be positive; got ndim={ndim}.")
@@ -207,7 +207,7 @@ def laplacian(neighbours: int = 4, *, dtype: Any = jnp.float32) -> jnp.ndarray:
      [-1.  4. -1.]
      [ 0. -1.  0.]]
   """
-  if not (_is_int(neighbours) and neighbours in (4, 8)):
+  if not (is_int(neighbours) and neighbours in (4, 8)):
     raise ValueError(
         f"jaxconv.kernels.laplacian: `neighbours` must be 4 or 8; "
         f"got neighbours={neighbours!r}.")
@@ -446,7 +446,7 @@ def as_conv_weight(kernel, in_channels: int = 1, out_channels: int | None = None
   for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
     if name == "out_channels" and value is None:
       continue
-    if not _is_int(value):
+    if not is_int(value):
       raise TypeError(f"{fn}: `{name}` must be an int; got {name}={value!r}.")
     if value < 1:
       raise ValueError(f"{fn}: `{name}` must be positive; got {name}={value}.")

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._geometry import _is_int, ntuple
+from ._geometry import is_int, ntuple
 
 __all__ = ["init_conv", "init_conv_transpose"]
 
@@ -40,7 +40,7 @@ def _check(fn: str, in_channels, out_channels, kernel_size, groups, bias,
            spatial_dims, dtype) -> tuple[tuple[int, ...], np.dtype]:
   for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
                       ("groups", groups)):
-    if not _is_int(value):
+    if not is_int(value):
       raise TypeError(f"{fn}: `{name}` must be an int; got {name}={value!r}.")
     if value < 1:
       raise ValueError(f"{fn}: `{name}` must be positive; got {name}={value}.")
@@ -55,14 +55,14 @@ def _check(fn: str, in_channels, out_channels, kernel_size, groups, bias,
   if not isinstance(bias, (bool, np.bool_)):
     raise TypeError(f"{fn}: `bias` must be a bool; got bias={bias!r}.")
   if spatial_dims is not None:
-    if not _is_int(spatial_dims):
+    if not is_int(spatial_dims):
       raise TypeError(
           f"{fn}: `spatial_dims` must be an int or None; got "
           f"spatial_dims={spatial_dims!r}.")
     if spatial_dims < 1:
       raise ValueError(
           f"{fn}: `spatial_dims` must be positive; got spatial_dims={spatial_dims}.")
-  if _is_int(kernel_size):
+  if is_int(kernel_size):
     rank = 2 if spatial_dims is None else int(spatial_dims)
   elif isinstance(kernel_size, (tuple, list)):
     rank = len(kernel_size)

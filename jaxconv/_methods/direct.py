@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from .._geometry import Geometry
 from .._padding import pad_and_dilate
 from .._patches import window_slices
-from ._common import acc_dtype, grouped_matmul, out_dtype
+from .common import acc_dtype, grouped_matmul, out_dtype
 
 
 # One slice and one multiply-add per tap are unrolled into the program: past

@@ -18,7 +18,7 @@ import math
 from .._geometry import Geometry
 from .._padding import pad_and_dilate
 from .._patches import extract_patches
-from ._common import broadcast_weights, grouped_matmul, out_dtype
+from .common import broadcast_weights, grouped_matmul, out_dtype
 
 
 # The patch tensor is materialised: refuse ones that would not fit in memory.

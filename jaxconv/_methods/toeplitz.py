@@ -44,7 +44,7 @@ from jax import lax
 
 from .._geometry import Geometry
 from .._padding import pad_and_dilate
-from ._common import acc_dtype, out_dtype
+from .common import acc_dtype, out_dtype
 
 MAX_MATRIX_ELEMENTS = 2**26
 """Largest total size (elements) of the block-Toeplitz matrices `conv` builds."""
