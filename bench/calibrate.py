@@ -46,10 +46,6 @@ from .report import _device_name
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_FILE = ROOT / "jaxconv" / "_data" / "cost_model.json"
 
-# Above these many taps the unrolled methods are not timed: compiling them
-# costs ~10 ms (direct) to ~150 ms (im2col) per tap here, and the model's
-# tap cap (`_select.MAX_UNROLLED_TAPS`) keeps them out of such cases anyway.
-MAX_TIMED_TAPS = {"direct": 64, "im2col": 64}
 # A method whose warm-up call is this much slower than the best method so far
 # (and over SLOW_S) is timed once only: enough to show it loses.
 CUTOFF = 20.0
@@ -153,9 +149,7 @@ def measure_case(case: Case, methods: Sequence[str], budget_s: float,
   x, w, ct = problem.inputs(case)
   calls, compile_s, warm = {}, {}, {}
   for m in methods:
-    why = METHODS[m].supports(g)
-    if why is None and math.prod(case.kernel_size) > MAX_TIMED_TAPS.get(m, math.inf):
-      why = f"more than {MAX_TIMED_TAPS[m]} taps"
+    why = METHODS[m].supports(g, "calibrate")
     if why is not None:
       log(f"{case.name:22s} {m:9s} skipped: {why}")
       continue
@@ -259,14 +253,10 @@ def best_fit(samples: Sequence[dict], llc: int) -> tuple[int, dict, dict]:
 
 
 def _candidates(g, coefs: dict) -> list[str]:
-  """The methods `_select.estimate` would rank for `g` (supported, under the
-  unrolled-tap cap, with coefficients)."""
-  from jaxconv import _select
+  """The methods `_select.estimate` would rank for `g` (supported for 'auto',
+  with coefficients)."""
   from jaxconv._methods import METHODS
-  taps = math.prod(g.kernel_size)
-  return [m for m, mod in METHODS.items()
-          if m in coefs and mod.supports(g) is None
-          and not (m in _select.UNROLLED and taps > _select.MAX_UNROLLED_TAPS)]
+  return [m for m, mod in METHODS.items() if m in coefs and mod.supports(g, "auto") is None]
 
 
 def fit_decisions(samples: Sequence[dict], cache_bytes: int, start: dict,

@@ -61,6 +61,11 @@ class Case:
     return tuple(self.w_shape[2:])
 
   @property
+  def padding_mode(self) -> str:
+    """`jaxconv.conv`'s `padding_mode` ('zeros' unless the case gives one)."""
+    return self.kwargs.get("padding_mode", "zeros")
+
+  @property
   def kernel_taps(self) -> int:
     """Number of kernel positions, the x-axis of the sweep plots."""
     return math.prod(self.kernel_size)
@@ -93,12 +98,9 @@ def _pads(p: int, rank: int) -> tuple[tuple[int, int], ...]:
 
 _FFT_PEERS = ("jax.scipy.signal.fftconvolve", "scipy.signal.fftconvolve")
 
-# Measured: `direct` unrolls one slice per tap; compiling takes ~10 ms per tap
-# on this 2-core CPU (1024 taps: 11 s forward alone), so 16384 taps is minutes.
-_UNROLLED = "not attempted: one unrolled slice per kernel tap (compile ~10 ms/tap)"
-_PATCHES = ("not attempted: one unrolled slice per kernel tap and a patch tensor of "
-            "N*C*K*L floats ({})")
-_UNROLLED_4K = {"direct": _UNROLLED, "im2col": _PATCHES.format("4 GiB")}
+# Methods that decline a case say why themselves (`supports`: e.g. 'direct'
+# and 'im2col' above 1024 kernel taps); the runner reports their reason.
+# `skip` holds only what the bench measured and chose not to repeat:
 # Measured (bench/results/quick.json, 2026-11-22): 43 s to compile, then its
 # backward needs 3.7 GiB of XLA temp memory, over the default --max-temp-gb.
 _DIRECT_961 = ("not attempted: 961 unrolled kernel taps; measured 43 s to compile and "
@@ -118,7 +120,12 @@ _QUICK = (
          (4, 16, 128, 128), (16, 16, 15, 15), {"padding": _pads(7, 2)}),
     Case("hyena-causal-1d-4k", "Hyena long causal filter, depthwise 1-D (4k)",
          (1, 64, 4096), (64, 1, 4096), {"padding": ((4095, 0),), "groups": 64},
-         peers=_FFT_PEERS, skip=_UNROLLED_4K),
+         peers=_FFT_PEERS),
+    # Circular padding: auto may run a method's periodic hook (fft: one
+    # transform of the input's own size, no wrap-padded copy).
+    Case("circular-dw15x15", "periodic depthwise 15x15 (circular padding)",
+         (4, 32, 64, 64), (32, 1, 15, 15),
+         {"padding": 7, "groups": 32, "padding_mode": "circular"}),
 )
 
 _ZOO = (
@@ -126,8 +133,7 @@ _ZOO = (
     # timed runs, forward and backward) takes ~8 minutes, so it is not in QUICK.
     Case("hyena-causal-1d", "Hyena long causal filter, depthwise 1-D (16k)",
          (1, 64, 16384), (64, 1, 16384), {"padding": ((16383, 0),), "groups": 64},
-         peers=_FFT_PEERS,
-         skip={"direct": _UNROLLED, "im2col": _PATCHES.format("64 GiB")}),
+         peers=_FFT_PEERS),
     Case("resnet50-stem-7x7s2", "ResNet-50 stem 7x7 stride 2",
          (8, 3, 224, 224), (64, 3, 7, 7), {"stride": 2, "padding": _pads(3, 2)}),
     Case("resnet50-3x3s2", "ResNet-50 conv3_x strided 3x3",
@@ -162,7 +168,7 @@ def _sweeps() -> tuple[Case, ...]:
   for k in (16, 64, 256, 1024, 4096):
     out.append(Case(f"sweep-1d-k{k}", "sweep: causal depthwise 1-D, C=64, L=4096",
                     (1, 64, 4096), (64, 1, k), {"padding": ((k - 1, 0),), "groups": 64},
-                    series="1d", skip={} if k <= 1024 else _UNROLLED_4K))
+                    series="1d"))
   return tuple(out)
 
 

@@ -82,11 +82,22 @@ def _lax_form(case: Case) -> tuple[Callable[[jax.Array], jax.Array], dict[str, A
                       rhs_dilation=dilation, feature_group_count=groups)
 
 
+# PyTorch's padding modes as `jnp.pad` modes, for the reference.
+_JNP_PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
 def reference_fn(case: Case) -> Fn:
-  """`f(x, w)` computed by `lax.conv_general_dilated` at HIGHEST precision."""
+  """`f(x, w)` computed by `lax.conv_general_dilated` at HIGHEST precision
+  (a non-zero padding mode: `jnp.pad` first, then a VALID convolution)."""
   kernel, kwargs = _lax_form(case)
+  mode = case.padding_mode
+  pads = kwargs["padding"]
+  if mode != "zeros":
+    kwargs = {**kwargs, "padding": ((0, 0),) * case.rank}
 
   def f(x, w):
+    if mode != "zeros":
+      x = jnp.pad(x, ((0, 0), (0, 0), *pads), mode=_JNP_PAD_MODES[mode])
     return lax.conv_general_dilated(x, kernel(w), precision=lax.Precision.HIGHEST,
                                     **kwargs)
   return f
@@ -114,22 +125,30 @@ def geometry(case: Case):
   return make_geometry("bench", x, _spec(case.w_shape), **kwargs)
 
 
-def method_geometry(case: Case):
-  """The `Geometry` a jaxconv method is handed for `case` (for a transposed
-  conv: the lhs-dilated correlation with the flipped kernel)."""
+def user_geometry(case: Case):
+  """The `Geometry` jaxconv's public function builds for `case` (for a
+  transposed conv: the lhs-dilated correlation with the flipped kernel),
+  padding mode included."""
   from jaxconv._geometry import make_geometry
   kernel, kw = _lax_form(case)
   w = jax.eval_shape(kernel, _spec(case.w_shape))
   return make_geometry("bench", _spec(case.x_shape), w, stride=kw["window_strides"],
                        padding=kw["padding"], dilation=kw["rhs_dilation"],
                        lhs_dilation=kw["lhs_dilation"], groups=kw["feature_group_count"],
-                       flip=case.transposed)
+                       flip=case.transposed, padding_mode=case.padding_mode)
+
+
+def method_geometry(case: Case):
+  """The `Geometry` a jaxconv method's `conv` is handed for `case` (after the
+  padding mode, if any, padded the input)."""
+  from jaxconv._padding import method_geometry as after_padding_mode
+  return after_padding_mode(user_geometry(case))
 
 
 def auto_choice(case: Case) -> tuple[str, str]:
   """`(method, reason)`: what `method="auto"` runs for `case`."""
   from jaxconv import _select
-  return _select.select(method_geometry(case))
+  return _select.select(user_geometry(case))
 
 
 def _spec(shape) -> jax.ShapeDtypeStruct:

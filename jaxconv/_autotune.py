@@ -161,9 +161,10 @@ def cache_key(g: Geometry, backend: str | None = None) -> str:
 def candidates(g: Geometry) -> list[str]:
   """The methods worth timing for `g`, most promising (by the cost model) first.
 
-  Supported methods, minus 'direct'/'im2col' above the unrolled-tap cap, minus
-  those the model puts at more than `PRUNE` x its best estimate; lax and the
-  model's own choice are always kept.
+  Methods that support `g` for 'auto' (`supports(g, "auto")`: e.g. no
+  'direct'/'im2col' above their unrolled-tap cap), minus those the model puts
+  at more than `PRUNE` x its best estimate; lax and the model's own choice
+  are always kept.
   """
   est = _select.estimate(g)
   if not est:
@@ -247,7 +248,7 @@ def choose(g: Geometry) -> str:
   path = cache_path()
   entry = _read(path).get(key)
   if (isinstance(entry, dict) and entry.get("method") in METHODS
-      and METHODS[entry["method"]].supports(g) is None):
+      and METHODS[entry["method"]].supports(g, "auto") is None):
     _memory[key] = entry["method"]
     return entry["method"]
   times = time_candidates(g, candidates(g))

@@ -13,11 +13,11 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from . import _autotune, _select
-from ._geometry import Geometry, is_int, shape_of, make_geometry, ntuple, normalize_padding
-from ._methods import METHODS
+from ._geometry import (Geometry, make_geometry, make_lax_geometry,
+                        make_transpose_geometry, shape_of)
+from ._methods import METHODS, hook, supporting
 from ._padding import method_geometry, pad_mode
 
 AUTO = "auto"
@@ -41,18 +41,14 @@ def _check_method(method, fn: str) -> None:
     raise ValueError(f"{fn}: unknown `method`; got method={method!r}, expected one of {names}.")
 
 
-def _dispatch(x, w, g: Geometry, method: str, fn: str):
-  if method == AUTO:
-    method, _ = _select.select(g)
-  elif method == AUTOTUNE:
-    method = _autotune.choose(g)
-  reason = METHODS[method].supports(g)
-  if reason is not None:
-    others = [m for m, mod in METHODS.items() if m != method and mod.supports(g) is None]
+def _check_supported(method: str, g: Geometry, fn: str, *, periodic: bool = False) -> None:
+  why = (hook(method, "periodic").periodic_supports(g) if periodic
+         else METHODS[method].supports(g))
+  if why is not None:
+    others = [m for m in supporting(g) if m != method]
     raise NotImplementedError(
-        f"{fn}: method={method!r} does not support this convolution ({reason}); use "
+        f"{fn}: method={method!r} does not support this convolution ({why}); use "
         f"{', '.join(repr(m) for m in others)} or 'auto'.")
-  return _compiled(METHODS[method].conv)(x, w, g)
 
 
 @functools.lru_cache(maxsize=None)
@@ -80,19 +76,28 @@ def _add_bias(y, b):
 
 
 def _run(x, w, b, g: Geometry, method: str, fn: str):
-  """The shared tail: padding mode, flip, dispatch, bias."""
+  """The shared tail: flip, method choice, padding mode, the method, bias."""
   x, w = jnp.asarray(x), jnp.asarray(w)
   if g.flip:
     w = jnp.flip(w, axis=tuple(range(2, w.ndim)))
-  fft = METHODS.get("fft")
-  if (method == "fft" and g.padding_mode == "circular" and fft.supports(g) is None
-      and fft.prefers_circular(g)):
-    # A periodic FFT of the input's own size: no wrap-padded copy at all.
-    return _add_bias(fft.conv_circular(x, w, g), b)
+  if method == AUTO:
+    method, _ = _select.select(g)
+  periodic = method.endswith(_select.PERIODIC)
+  if periodic:  # auto picked a periodic hook
+    method = method[:-len(_select.PERIODIC)]
+  elif method in METHODS and g.padding_mode == "circular":
+    periodic = _select.prefers_periodic(method, g)
+  if periodic:
+    # One periodic transform of the input's own size: no wrap-padded copy.
+    _check_supported(method, g, fn, periodic=True)
+    return _add_bias(_compiled(hook(method, "periodic").periodic_conv)(x, w, g), b)
   if g.padding_mode != "zeros":
     x = pad_mode(x, g.padding, g.padding_mode)
     g = method_geometry(g)
-  return _add_bias(_dispatch(x, w, g, method, fn), b)
+  if method == AUTOTUNE:
+    method = _autotune.choose(g)
+  _check_supported(method, g, fn)
+  return _add_bias(_compiled(METHODS[method].conv)(x, w, g), b)
 
 
 def conv(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1,
@@ -187,44 +192,14 @@ def conv_transpose(x, w, b=None, *, stride=1, padding=0, output_padding=0,
   """
   fn = "jaxconv.conv_transpose"
   _check_method(method, fn)
-  x_shape, w_shape = shape_of(x, "x", fn), shape_of(w, "w", fn)
-  if len(x_shape) < 3 or len(w_shape) != len(x_shape):
-    raise ValueError(
-        f"{fn}: `x` must be (N, C_in, *spatial) and `w` (C_in, C_out // groups, *kernel) "
-        f"of the same rank; got x.shape={x_shape} and w.shape={w_shape}.")
-  if not is_int(groups) or groups < 1:
-    raise ValueError(f"{fn}: `groups` must be a positive int; got groups={groups!r}.")
-  if w_shape[0] != x_shape[1]:
-    raise ValueError(
-        f"{fn}: w.shape[0] must equal the input channels C_in={x_shape[1]} (PyTorch's "
-        f"(C_in, C_out // groups, *kernel) layout); got w.shape={w_shape}.")
-  if x_shape[1] % groups:
-    raise ValueError(
-        f"{fn}: `groups` must divide the input channels; {groups} does not divide "
-        f"C_in={x_shape[1]}.")
-  rank = len(x_shape) - 2
-  kernel = w_shape[2:]
-  s = ntuple(stride, rank, "stride", fn)
-  d = ntuple(dilation, rank, "dilation", fn)
-  op = ntuple(output_padding, rank, "output_padding", fn, minimum=0)
-  if any(o >= ss and o >= dd for o, ss, dd in zip(op, s, d)):
-    raise ValueError(
-        f"{fn}: `output_padding` must be smaller than either the stride or the "
-        f"dilation; got output_padding={op}, stride={s}, dilation={d}.")
-  if isinstance(padding, str):
-    raise TypeError(
-        f"{fn}: `padding` must be an int, per-dim ints or (lo, hi) pairs; got "
-        f"padding={padding!r}.")
-  crop = normalize_padding(padding, x_shape[2:], kernel, s, d, fn)
-  pads = tuple((dd * (k - 1) - lo, dd * (k - 1) - hi + o)
-               for (lo, hi), k, dd, o in zip(crop, kernel, d, op))
-  # (C_in, C_out/G, *k) -> (C_out, C_in/G, *k): swap in/out within each group.
-  cin_g, cout_g = x_shape[1] // groups, w_shape[1]
-  w_conv = jnp.asarray(w).reshape(groups, cin_g, cout_g, *kernel)
-  w_conv = jnp.swapaxes(w_conv, 1, 2).reshape(groups * cout_g, cin_g, *kernel)
-  g = make_geometry(fn, x, w_conv, stride=1, padding=pads, dilation=d, lhs_dilation=s,
-                    groups=groups, flip=True, precision=precision)
+  g = make_transpose_geometry(fn, x, w, stride=stride, padding=padding,
+                              output_padding=output_padding, dilation=dilation,
+                              groups=groups, precision=precision)
   _check_bias(b, g.out_channels, fn)
+  # (C_in, C_out/G, *k) -> (C_out, C_in/G, *k): swap in/out within each group.
+  cin_g, cout_g = g.in_channels_per_group, g.out_channels_per_group
+  w_conv = jnp.asarray(w).reshape(g.groups, cin_g, cout_g, *g.kernel_size)
+  w_conv = jnp.swapaxes(w_conv, 1, 2).reshape(g.kernel_shape)
   return _run(x, w_conv, b, g, method, fn)
 
 
@@ -276,63 +251,27 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   """
   fn = "jaxconv.conv_general_dilated"
   _check_method(method, fn)
-  lhs_shape, rhs_shape = shape_of(lhs, "lhs", fn), shape_of(rhs, "rhs", fn)
-  if len(lhs_shape) < 3 or len(rhs_shape) != len(lhs_shape):
-    raise ValueError(
-        f"{fn}: `lhs` and `rhs` must have the same rank >= 3; got lhs.shape={lhs_shape} "
-        f"and rhs.shape={rhs_shape}.")
-  rank = len(lhs_shape) - 2
-  dnums = lax.conv_dimension_numbers(lhs_shape, rhs_shape, dimension_numbers)
-  for name, count in (("feature_group_count", feature_group_count),
-                      ("batch_group_count", batch_group_count)):
-    if not is_int(count) or count < 1:
-      raise ValueError(f"{fn}: `{name}` must be a positive int; got {name}={count!r}.")
-  if feature_group_count > 1 and batch_group_count > 1:
-    raise ValueError(
-        f"{fn}: at most one of `feature_group_count` and `batch_group_count` may be > 1; "
-        f"got {feature_group_count} and {batch_group_count}.")
-  if (isinstance(padding, str) and lhs_dilation is not None
-      and any(d != 1 for d in np.atleast_1d(lhs_dilation))):
-    raise ValueError(
-        f"{fn}: string `padding` is ambiguous with `lhs_dilation` (as in lax); got "
-        f"padding={padding!r} and lhs_dilation={tuple(lhs_dilation)}. Give explicit "
-        "(lo, hi) pairs or use jaxconv.conv_transpose.")
+  call = make_lax_geometry(fn, lhs, rhs, window_strides, padding, lhs_dilation,
+                           rhs_dilation, dimension_numbers, feature_group_count,
+                           batch_group_count, precision, preferred_element_type)
+  dnums, g = call.dimension_numbers, call.geometry
   x = jnp.transpose(jnp.asarray(lhs), dnums.lhs_spec)
   w = jnp.transpose(jnp.asarray(rhs), dnums.rhs_spec)
-  groups = feature_group_count
-  if batch_group_count > 1:
-    x = _batch_groups_to_feature_groups(x, w.shape[0], batch_group_count, fn)
-    groups = batch_group_count
-  if isinstance(window_strides, (int, np.integer)) or window_strides is None:
-    raise TypeError(
-        f"{fn}: `window_strides` must be a sequence of {rank} ints; got "
-        f"window_strides={window_strides!r}.")
-  g = make_geometry(fn, x, w, stride=window_strides, padding=padding,
-                    dilation=1 if rhs_dilation is None else rhs_dilation,
-                    lhs_dilation=1 if lhs_dilation is None else lhs_dilation,
-                    groups=groups, precision=precision,
-                    preferred_element_type=preferred_element_type)
+  if call.batch_group_count > 1:
+    x = _batch_groups_to_feature_groups(x, call.batch_group_count)
   y = jnp.transpose(_run(x, w, None, g, method, fn), np.argsort(dnums.out_spec))
   if out_sharding is not None:
     y = jax.lax.with_sharding_constraint(y, out_sharding)
   return y
 
 
-def _batch_groups_to_feature_groups(x, out_channels: int, count: int, fn: str):
+def _batch_groups_to_feature_groups(x, count: int):
   """lax's batch groups as feature groups: `(B*N', C, ...) -> (N', B*C, ...)`.
 
   Output channels of batch group `b` see only batch slice `b`; stacking the
-  slices along channels turns that into `count` ordinary feature groups.
+  slices along channels turns that into `count` ordinary feature groups
+  (`_geometry.make_lax_geometry` checked that `count` divides both).
   """
   n, c = x.shape[:2]
-  if n % count:
-    raise ValueError(
-        f"{fn}: `batch_group_count` must divide the batch size; {count} does not "
-        f"divide {n}.")
-  if out_channels % count:
-    raise ValueError(
-        f"{fn}: `batch_group_count` must divide the output features; {count} does not "
-        f"divide {out_channels}.")
   x = x.reshape(count, n // count, c, *x.shape[2:])
   return jnp.swapaxes(x, 0, 1).reshape(n // count, count * c, *x.shape[3:])
-

@@ -39,7 +39,8 @@ class Geometry:
     dilation: kernel (rhs) dilation per spatial dim.
     lhs_dilation: input (lhs) dilation per spatial dim (transposed convs).
     groups: feature groups.
-    padding_mode: the user's padding mode (informational for methods).
+    padding_mode: the user's padding mode; 'zeros' in the geometry a method's
+      `conv` receives (`_padding.method_geometry`).
     flip: True for true convolution (kernel flipped) rather than correlation.
       The public functions flip the kernel before a method runs.
     dtype: dtype of `x` (and `w`).
@@ -108,10 +109,8 @@ class Geometry:
 
   @property
   def out_spatial(self) -> tuple[int, ...]:
-    """Output spatial shape: the seeds' floor formula, per dim."""
-    return tuple(
-        (p - ek) // s + 1
-        for p, ek, s in zip(self.padded_spatial, self.effective_kernel_size, self.stride))
+    """Output spatial shape: the seeds' floor formula, per dim (`out_size`)."""
+    return out_size(self.padded_spatial, self.kernel_size, self.stride, self.dilation)
 
   @property
   def out_shape(self) -> tuple[int, ...]:
@@ -140,7 +139,24 @@ class Geometry:
 
 
 def dilate_dim(n: int, d: int) -> int:
+  """Extent of `n` samples spread `d` apart: `d * (n - 1) + 1` (0 for none)."""
   return 0 if n == 0 else 1 + d * (n - 1)
+
+
+def out_size(padded: Sequence[int], kernel_size: Sequence[int], stride: Sequence[int],
+             dilation: Sequence[int]) -> tuple[int, ...]:
+  """The one output-size rule (seed 003's floor formula), per dim:
+  `floor((padded - dilation * (k - 1) - 1) / stride) + 1`, where `padded`
+  already includes the padding (and lhs dilation). Not positive when the
+  dilated kernel is larger than the padded input.
+
+  Example:
+    >>> from jaxconv._geometry import out_size
+    >>> out_size((34, 10), (3, 3), (1, 2), (1, 2))
+    (32, 3)
+  """
+  return tuple((p - dilate_dim(k, d)) // s + 1
+               for p, k, s, d in zip(padded, kernel_size, stride, dilation))
 
 
 # --- normalisers ------------------------------------------------------------
@@ -262,11 +278,7 @@ def make_geometry(fn: str, x, w, *, stride=1, padding=0, dilation=1, lhs_dilatio
         f"{fn}: `x` and `w` must have the same dtype; got x.dtype={np.dtype(x.dtype)} "
         f"and w.dtype={np.dtype(w.dtype)}.")
   rank = len(x_shape) - 2
-  if not is_int(groups):
-    raise TypeError(f"{fn}: `groups` must be an int; got groups={groups!r}.")
-  groups = int(groups)
-  if groups < 1:
-    raise ValueError(f"{fn}: `groups` must be positive; got groups={groups}.")
+  groups = _positive_int(groups, "groups", fn)
   c_in, c_out = x_shape[1], w_shape[0]
   if c_in % groups:
     raise ValueError(
@@ -313,6 +325,149 @@ def make_geometry(fn: str, x, w, *, stride=1, padding=0, dilation=1, lhs_dilatio
         f"padded input spatial {padded} vs dilated kernel {g.effective_kernel_size} "
         f"(x.shape={x_shape}, w.shape={w_shape}, padding={pads}, dilation={dilation}).")
   return g
+
+
+def make_transpose_geometry(fn: str, x, w, *, stride=1, padding=0, output_padding=0,
+                            dilation=1, groups=1, precision=None) -> Geometry:
+  """Validate `conv_transpose`'s arguments; the geometry of the equivalent conv.
+
+  `x` is `(N, C_in, *spatial)` and `w` PyTorch's `(C_in, C_out // groups,
+  *kernel)`. The transposed convolution is the correlation of the
+  stride-dilated (`lhs_dilation`) input, padded by `dilation * (k - 1) - pad`
+  (plus `output_padding` on the high side), with the flipped kernel whose
+  in/out channels are swapped within each group (`transpose_kernel_shape`).
+
+  Raises:
+    TypeError: non-array inputs, a string `padding`, arguments of the wrong kind.
+    ValueError: mismatched shapes, bad arguments, `output_padding` too large.
+  """
+  x_shape, w_shape = shape_of(x, "x", fn), shape_of(w, "w", fn)
+  if len(x_shape) < 3 or len(w_shape) != len(x_shape):
+    raise ValueError(
+        f"{fn}: `x` must be (N, C_in, *spatial) and `w` (C_in, C_out // groups, *kernel) "
+        f"of the same rank; got x.shape={x_shape} and w.shape={w_shape}.")
+  groups = _positive_int(groups, "groups", fn)
+  if w_shape[0] != x_shape[1]:
+    raise ValueError(
+        f"{fn}: w.shape[0] must equal the input channels C_in={x_shape[1]} (PyTorch's "
+        f"(C_in, C_out // groups, *kernel) layout); got w.shape={w_shape}.")
+  if x_shape[1] % groups:
+    raise ValueError(
+        f"{fn}: `groups` must divide the input channels; {groups} does not divide "
+        f"C_in={x_shape[1]}.")
+  rank = len(x_shape) - 2
+  kernel = w_shape[2:]
+  s = ntuple(stride, rank, "stride", fn)
+  d = ntuple(dilation, rank, "dilation", fn)
+  op = ntuple(output_padding, rank, "output_padding", fn, minimum=0)
+  if any(o >= ss and o >= dd for o, ss, dd in zip(op, s, d)):
+    raise ValueError(
+        f"{fn}: `output_padding` must be smaller than either the stride or the "
+        f"dilation; got output_padding={op}, stride={s}, dilation={d}.")
+  if isinstance(padding, str):
+    raise TypeError(
+        f"{fn}: `padding` must be an int, per-dim ints or (lo, hi) pairs; got "
+        f"padding={padding!r}.")
+  crop = normalize_padding(padding, x_shape[2:], kernel, s, d, fn)
+  pads = tuple((dd * (k - 1) - lo, dd * (k - 1) - hi + o)
+               for (lo, hi), k, dd, o in zip(crop, kernel, d, op))
+  w_conv = _Spec(transpose_kernel_shape(w_shape, groups), w.dtype)
+  return make_geometry(fn, x, w_conv, stride=1, padding=pads, dilation=d, lhs_dilation=s,
+                       groups=groups, flip=True, precision=precision)
+
+
+def transpose_kernel_shape(w_shape: Sequence[int], groups: int) -> tuple[int, ...]:
+  """`(C_in, C_out // G, *k)` -> `(C_out, C_in // G, *k)`: in/out swapped per group."""
+  c_in, cout_g, *kernel = w_shape
+  return (groups * cout_g, c_in // groups, *kernel)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+  """A shape and dtype standing in for an array whose layout is still to change."""
+
+  shape: tuple[int, ...]
+  dtype: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class LaxCall:
+  """`conv_general_dilated`'s arguments, validated and normalised.
+
+  Attributes:
+    dimension_numbers: lax's `ConvDimensionNumbers` for the shapes.
+    batch_group_count: batch groups (folded into feature groups of `geometry`).
+    geometry: the convolution of the channels-first input (after batch groups
+      became feature groups) with the `OI...` kernel.
+  """
+
+  dimension_numbers: Any
+  batch_group_count: int
+  geometry: Geometry
+
+
+def make_lax_geometry(fn: str, lhs, rhs, window_strides, padding, lhs_dilation=None,
+                      rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+                      batch_group_count=1, precision=None,
+                      preferred_element_type=None) -> LaxCall:
+  """Validate `lax.conv_general_dilated`-style arguments (lax's names).
+
+  Raises:
+    TypeError: non-array inputs, `window_strides` that is not a sequence,
+      arguments of the wrong kind.
+    ValueError: shapes or values lax would refuse, named by lax's argument names.
+  """
+  lhs_shape, rhs_shape = shape_of(lhs, "lhs", fn), shape_of(rhs, "rhs", fn)
+  if len(lhs_shape) < 3 or len(rhs_shape) != len(lhs_shape):
+    raise ValueError(
+        f"{fn}: `lhs` and `rhs` must have the same rank >= 3; got lhs.shape={lhs_shape} "
+        f"and rhs.shape={rhs_shape}.")
+  rank = len(lhs_shape) - 2
+  dnums = lax.conv_dimension_numbers(lhs_shape, rhs_shape, dimension_numbers)
+  feature_group_count = _positive_int(feature_group_count, "feature_group_count", fn)
+  batch_group_count = _positive_int(batch_group_count, "batch_group_count", fn)
+  if feature_group_count > 1 and batch_group_count > 1:
+    raise ValueError(
+        f"{fn}: at most one of `feature_group_count` and `batch_group_count` may be > 1; "
+        f"got {feature_group_count} and {batch_group_count}.")
+  if (isinstance(padding, str) and lhs_dilation is not None
+      and any(d != 1 for d in np.atleast_1d(lhs_dilation))):
+    raise ValueError(
+        f"{fn}: string `padding` is ambiguous with `lhs_dilation` (as in lax); got "
+        f"padding={padding!r} and lhs_dilation={tuple(lhs_dilation)}. Give explicit "
+        "(lo, hi) pairs or use jaxconv.conv_transpose.")
+  if isinstance(window_strides, (int, np.integer)) or window_strides is None:
+    raise TypeError(
+        f"{fn}: `window_strides` must be a sequence of {rank} ints; got "
+        f"window_strides={window_strides!r}.")
+  x_shape = tuple(lhs_shape[i] for i in dnums.lhs_spec)
+  w_shape = tuple(rhs_shape[i] for i in dnums.rhs_spec)
+  groups = feature_group_count
+  if batch_group_count > 1:
+    n, c = x_shape[:2]
+    for what, size in (("batch size", n), ("output features", w_shape[0])):
+      if size % batch_group_count:
+        raise ValueError(
+            f"{fn}: `batch_group_count` must divide the {what}; {batch_group_count} "
+            f"does not divide {size}.")
+    x_shape = (n // batch_group_count, batch_group_count * c, *x_shape[2:])
+    groups = batch_group_count
+  g = make_geometry(fn, _Spec(x_shape, lhs.dtype), _Spec(w_shape, rhs.dtype),
+                    stride=window_strides, padding=padding,
+                    dilation=1 if rhs_dilation is None else rhs_dilation,
+                    lhs_dilation=1 if lhs_dilation is None else lhs_dilation,
+                    groups=groups, precision=precision,
+                    preferred_element_type=preferred_element_type)
+  return LaxCall(dnums, batch_group_count, g)
+
+
+def _positive_int(value, name: str, fn: str) -> int:
+  """`value` as an int >= 1: TypeError for a non-int, ValueError for < 1."""
+  if not is_int(value):
+    raise TypeError(f"{fn}: `{name}` must be an int; got {name}={value!r}.")
+  if value < 1:
+    raise ValueError(f"{fn}: `{name}` must be positive; got {name}={value}.")
+  return int(value)
 
 
 def _check_mode_padding(fn, mode, pads, spatial, lhs_dilation):
@@ -368,8 +523,7 @@ def output_shape(input_size, kernel_size, *, stride=1, padding=0, dilation=1):
   s = ntuple(stride, rank, "stride", fn)
   d = ntuple(dilation, rank, "dilation", fn)
   pads = normalize_padding(padding, sizes, k, s, d, fn)
-  out = tuple((n + lo + hi - dilate_dim(kk, dd)) // ss + 1
-              for n, (lo, hi), kk, dd, ss in zip(sizes, pads, k, d, s))
+  out = out_size([n + lo + hi for n, (lo, hi) in zip(sizes, pads)], k, s, d)
   if any(o < 1 for o in out):
     raise ValueError(
         f"{fn}: the kernel is larger than the padded input, so the output is empty; "

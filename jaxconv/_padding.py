@@ -36,9 +36,10 @@ def pad_and_dilate(x: jnp.ndarray, g: Geometry) -> jnp.ndarray:
 
 
 def method_geometry(g: Geometry) -> Geometry:
-  """The geometry a method sees once a non-zero padding mode has been applied."""
+  """The geometry a method sees once a non-zero padding mode has been applied:
+  the padded input, no padding left, `padding_mode='zeros'`."""
   if g.padding_mode == "zeros":
     return g
   spatial = tuple(n + lo + hi for n, (lo, hi) in zip(g.in_spatial, g.padding))
   return g.replace(in_shape=(*g.in_shape[:2], *spatial),
-                   padding=((0, 0),) * g.rank)
+                   padding=((0, 0),) * g.rank, padding_mode="zeros")

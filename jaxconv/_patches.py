@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._geometry import dilate_dim, is_int, shape_of, normalize_padding, ntuple
+from ._geometry import dilate_dim, out_size, is_int, shape_of, normalize_padding, ntuple
 
 
 def kernel_offsets(kernel_size: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
@@ -106,8 +106,7 @@ def _unfold_geometry(fn, spatial, kernel_size, dilation, padding, stride):
   if any(lo < 0 or hi < 0 for lo, hi in pads):
     raise ValueError(f"{fn}: `padding` must be non-negative; got padding={padding!r}.")
   padded = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pads))
-  out = tuple((p - dilate_dim(kk, dd)) // ss + 1
-              for p, kk, dd, ss in zip(padded, k, d, s))
+  out = out_size(padded, k, s, d)
   if any(p < dilate_dim(kk, dd) for p, kk, dd in zip(padded, k, d)):
     raise ValueError(
         f"{fn}: the kernel is larger than the padded input, so there are no patches; "

@@ -4,7 +4,7 @@ Same meaning as `scipy.signal`'s functions of the same names: N-d inputs of
 equal rank, modes 'full'/'same'/'valid', complex inputs, and (for the FFT
 functions, and here also `convolve`/`correlate` with `axes`) broadcasting over
 the dimensions that are not convolved. They are computed by the engine behind
-`method="fft"` (`jaxconv._fftcore`): the broadcast dimensions become the batch,
+`method="fft"` (`jaxconv._methods.fft`: `plan_conv`, `run`, `fast_len`): the broadcast dimensions become the batch,
 the groups and the output channels of one grouped correlation, so a stack of
 signals sharing a filter (or a filter bank applied to one signal) is one FFT
 per signal and per filter, not a Python loop.
@@ -26,8 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from . import _fftcore
 from ._geometry import is_int, make_geometry
+from ._methods import fft
 
 _MODES = ("full", "same", "valid")
 _METHODS = ("auto", "direct", "fft", "oa")
@@ -59,7 +59,7 @@ def next_fast_len(n: int) -> int:
     raise TypeError(f"{fn}: `n` must be an int; got n={n!r}.")
   if n < 0:
     raise ValueError(f"{fn}: `n` must be non-negative; got n={n}.")
-  return 0 if n == 0 else _fftcore.fast_len(int(n))
+  return 0 if n == 0 else fft.fast_len(int(n))
 
 
 # --- argument handling --------------------------------------------------------
@@ -154,30 +154,9 @@ def _convolve(in1, in2, mode, method, axes, fn, *, all_axes_swap=False):
                 for a in range(in1.ndim))
     in2 = in2[idx]
     s2 = in2.shape
-  if method == "auto":
-    method = _choose(s1, s2, conv_axes, other, mode, rt)
-  if method == "direct":
-    return _grouped(in1, in2, conv_axes, other, mode, fn, rt, "direct")
-  return _grouped(in1, in2, conv_axes, other, mode, fn, _inexact(rt), method)
-
-
-def _choose(s1, s2, conv_axes, other, mode, rt) -> str:
-  """'direct' for exact (integer/bool) inputs or when it is cheaper, else 'fft-auto'."""
-  if not jnp.issubdtype(rt, jnp.inexact) or not conv_axes:
-    return "direct"
-  batch = math.prod(max(s1[a], s2[a]) for a in other)
-  k = math.prod(s2[a] for a in conv_axes)
-  if mode == "full":
-    out = math.prod(s1[a] + s2[a] - 1 for a in conv_axes)
-  elif mode == "same":
-    out = math.prod(s1[a] for a in conv_axes)
-  else:
-    out = math.prod(s1[a] - s2[a] + 1 for a in conv_axes)
-  direct = 2.0 * batch * out * k
-  sizes = [_fftcore.fast_len(s1[a] + s2[a] - 1) for a in conv_axes]
-  f = math.prod(sizes)
-  fft = batch * 3 * 2.5 * f * max(1.0, math.log2(f)) + batch * f * 8.0
-  return "fft-auto" if fft < direct else "direct"
+  if method == "auto" and (not jnp.issubdtype(rt, jnp.inexact) or not conv_axes):
+    method = "direct"  # exact for integers; nothing to transform
+  return _grouped(in1, in2, conv_axes, other, mode, fn, rt, method)
 
 
 def _layout(s1, s2, other):
@@ -203,18 +182,20 @@ def _pads(s2, conv_axes, mode):
   return tuple(pads)
 
 
-_ENGINE_OA = {"fft": False, "oa": True, "fft-auto": None}
+_ENGINE_OA = {"fft": False, "oa": True, "auto": None}
 
 
-def _grouped(in1, in2, conv_axes, other, mode, fn, dtype, engine):
+def _grouped(in1, in2, conv_axes, other, mode, fn, rt, engine):
   """The broadcast convolution as one grouped correlation `(N, G, *s) x (G*O, 1, *k)`.
 
   Broadcast dims where only `in1` varies are the batch, where both vary the
   groups, where only `in2` varies the output channels per group; the kernel is
   flipped (convolution is correlation with the reversed kernel) and padded
-  for the mode.
+  for the mode. `engine` 'auto' takes the FFT when the fft method's plan
+  costs less (`fft.plans.cost`) than the direct multiply-adds.
   """
   s1, s2 = in1.shape, in2.shape
+  dtype = rt if engine == "direct" else _inexact(rt)
   in1, in2 = in1.astype(dtype), in2.astype(dtype)
   if not conv_axes:  # every axis broadcasts: a plain product
     return in1 * in2
@@ -227,13 +208,15 @@ def _grouped(in1, in2, conv_axes, other, mode, fn, dtype, engine):
   w = jnp.transpose(in2, [*g_dims, *o_dims, *n_dims, *ones, *conv_axes])
   w = w.reshape(gg * oo, 1, *[s2[a] for a in conv_axes])
   w = jnp.flip(w, axis=tuple(range(2, w.ndim)))
-  pads = _pads(s2, conv_axes, mode)
+  g = make_geometry(fn, x, w, padding=_pads(s2, conv_axes, mode), groups=gg,
+                    precision=lax.Precision.HIGHEST)
+  if engine == "auto" and fft.plans.cost(fft.plan_conv(g)) >= g.flops:
+    engine = "direct"
   if engine == "direct":
-    y = lax.conv_general_dilated(x, w, (1,) * len(conv_axes), pads,
-                                 feature_group_count=gg, precision=lax.Precision.HIGHEST)
+    y = lax.conv_general_dilated(x, w, g.stride, g.padding, feature_group_count=gg,
+                                 precision=g.precision)
   else:
-    g = make_geometry(fn, x, w, padding=pads, groups=gg, precision=lax.Precision.HIGHEST)
-    y = _fftcore.run(x, w, g, _fftcore.plan_conv(g, _ENGINE_OA[engine]))
+    y = fft.run(x, w, g, fft.plan_conv(g, _ENGINE_OA[engine]))
   shape = ([s1[a] for a in n_dims] + [s1[a] for a in g_dims] + [s2[a] for a in o_dims]
            + [1] * len(ones) + list(y.shape[2:]))
   return jnp.transpose(y.reshape(shape), np.argsort(order))

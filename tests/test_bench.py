@@ -33,9 +33,10 @@ TINY_NETS = {n.name: n for n in (
                      networks._resnet_apply))}
 
 zeros_method = types.SimpleNamespace(
-    supports=lambda g: None, conv=lambda x, w, g: jnp.zeros(g.out_shape, x.dtype))
+    supports=lambda g, purpose="call": None,
+    conv=lambda x, w, g: jnp.zeros(g.out_shape, x.dtype))
 refusing_method = types.SimpleNamespace(
-    supports=lambda g: "never", conv=lambda x, w, g: None)
+    supports=lambda g, purpose="call": "never", conv=lambda x, w, g: None)
 
 
 @pytest.fixture

@@ -75,7 +75,8 @@ TRANSPOSE_ERRORS = [
     (dict(w=jnp.zeros((3, 2, 3, 3))), ValueError, r"w.shape\[0\] must equal the input channels C_in=4"),
     (dict(w=jnp.zeros((4, 2, 3))), ValueError, r"of the same rank"),
     (dict(groups=3), ValueError, r"`groups` must divide the input channels; 3 does not divide C_in=4"),
-    (dict(groups=0), ValueError, r"`groups` must be a positive int"),
+    (dict(groups=0), ValueError, r"`groups` must be positive; got groups=0"),
+    (dict(groups=2.0), TypeError, r"conv_transpose: `groups` must be an int; got groups=2.0"),
     (dict(stride=2, output_padding=2), ValueError,
      r"`output_padding` must be smaller than either the stride or the dilation"),
     (dict(output_padding=-1), ValueError, r"`output_padding` must be >= 0"),
@@ -103,7 +104,8 @@ GENERAL_ERRORS = [
      r"`batch_group_count` must divide the batch size; 3 does not divide 2"),
     (dict(batch_group_count=2, rhs=jnp.zeros((5, 4, 3, 3))), ValueError,
      r"`batch_group_count` must divide the output features; 2 does not divide 5"),
-    (dict(feature_group_count=0), ValueError, r"`feature_group_count` must be a positive int"),
+    (dict(feature_group_count=0), ValueError, r"`feature_group_count` must be positive"),
+    (dict(batch_group_count=1.5), TypeError, r"`batch_group_count` must be an int; got batch_group_count=1.5"),
     (dict(window_strides=1), TypeError, r"`window_strides` must be a sequence of 2 ints"),
     (dict(padding="bogus"), ValueError, r"unknown `padding` string"),
     (dict(method=None), ValueError, r"unknown `method`; got method=None"),
@@ -135,7 +137,7 @@ def test_output_shape_errors(call, exc, match):
 def test_unsupported_geometry_names_the_methods_that_can(monkeypatch):
   """A method that declines a geometry raises NotImplementedError naming the others."""
   picky = type("Picky", (), {})()
-  picky.supports = lambda g: "it only does 1-D" if g.rank != 1 else None
+  picky.supports = lambda g, purpose="call": "it only does 1-D" if g.rank != 1 else None
   picky.conv = METHODS["lax"].conv
   monkeypatch.setitem(METHODS, "picky", picky)
   with pytest.raises(NotImplementedError,

@@ -26,9 +26,11 @@ from jax import lax
 from jax.test_util import check_grads
 
 import jaxconv
-from jaxconv import _fftcore, testing
+from jaxconv import _select, testing
 from jaxconv._geometry import make_geometry
 from jaxconv._methods import fft
+from jaxconv._padding import method_geometry
+from jaxconv._methods.fft import engine, plans
 
 HIGHEST = lax.Precision.HIGHEST
 
@@ -50,7 +52,7 @@ def _lax(x, w, g):
 
 
 def _jrun(g, plan):
-  return jax.jit(lambda a, b: _fftcore.run(a, b, g, plan))
+  return jax.jit(lambda a, b: engine.run(a, b, g, plan))
 
 
 def _jconv(g):
@@ -155,7 +157,7 @@ def test_next_fast_len_is_smallest_7_smooth():
         n //= p
     return n == 1
   for n in range(1, 3000):
-    f = _fftcore.fast_len(n)
+    f = plans.fast_len(n)
     assert f >= n and smooth(f)
     assert not any(smooth(m) for m in range(n, f))
 
@@ -212,14 +214,14 @@ def test_overlap_add_equals_single_transform_and_lax(case):
   _, xs, ws, kw = case
   x, w = _rand(xs), _rand(ws, seed=1)
   g = make_geometry("t", x, w, **kw)
-  oa, one = _fftcore.plan_conv(g, True), _fftcore.plan_conv(g, False)
+  oa, one = plans.plan_conv(g, True), plans.plan_conv(g, False)
   assert oa.blocks > 1 and one.blocks == 1
   y_oa = _jrun(g, oa)(x, w)
   y_one = _jrun(g, one)(x, w)
   np.testing.assert_allclose(y_oa, y_one, atol=1e-11)
   _assert_close(y_oa, _lax(x, w, g), g, jnp.float64)
   # Chunked over blocks with lax.map: same numbers.
-  chunked = _fftcore.chunked(oa, 3)
+  chunked = plans.chunked(oa, 3)
   assert chunked.chunk == 3
   np.testing.assert_allclose(_jrun(g, chunked)(x, w), y_oa, atol=1e-11)
 
@@ -227,13 +229,13 @@ def test_overlap_add_equals_single_transform_and_lax(case):
 def test_overlap_add_derivatives_second_order():
   x, w = _rand((1, 2, 40)), _rand((2, 2, 5), seed=1)
   g = make_geometry("t", x, w, stride=2, padding=3)
-  oa = _fftcore.plan_conv(g, True)
+  oa = plans.plan_conv(g, True)
   assert oa.blocks > 2
   f = _jrun(g, oa)
   check_grads(lambda a: f(a, w), (x,), order=2, modes=("rev",))
   check_grads(lambda b: f(x, b), (w,), order=2, modes=("fwd",))
   # The chunked scan: first order in both arguments.
-  fc = _jrun(g, _fftcore.chunked(oa, 2))
+  fc = _jrun(g, plans.chunked(oa, 2))
   check_grads(fc, (x, w), order=1, modes=("rev",))
 
 
@@ -243,11 +245,11 @@ def test_overlap_add_cuts_xla_temp_memory():
   g = make_geometry("t", x, w, groups=4, padding="SAME")
 
   def temp(plan):
-    f = jax.jit(lambda a, b: _fftcore.run(a, b, g, plan))
+    f = jax.jit(lambda a, b: engine.run(a, b, g, plan))
     return f.lower(x, w).compile().memory_analysis().temp_size_in_bytes
 
-  one = temp(_fftcore.plan_conv(g, False))
-  assert temp(_fftcore.chunked(_fftcore.plan_conv(g, True), 4)) < 0.6 * one
+  one = temp(plans.plan_conv(g, False))
+  assert temp(plans.chunked(plans.plan_conv(g, True), 4)) < 0.6 * one
 
 
 # --- native circular padding ----------------------------------------------------
@@ -271,14 +273,34 @@ def test_circular_native_equals_wrap_pad_then_valid_lax(case):
   xp = jnp.pad(x, ((0, 0), (0, 0), *g.padding), mode="wrap")
   ref = lax.conv_general_dilated(xp, w, g.stride, "VALID", rhs_dilation=g.dilation,
                                  feature_group_count=g.groups, precision=HIGHEST)
-  f = jax.jit(lambda a, b: fft.conv_circular(a, b, g))
+  f = jax.jit(lambda a, b: fft.periodic_conv(a, b, g))
   np.testing.assert_allclose(f(x, w), ref, atol=1e-11)
   check_grads(lambda a: f(a, w), (x,), order=1, modes=("rev",))
 
 
 def test_circular_prefers_native_for_smooth_sizes():
   g = _geom((1, 2, 64, 64), (2, 2, 7, 7), padding=3, padding_mode="circular")
-  assert fft.prefers_circular(g)
+  assert _select.prefers_periodic("fft", g, "cpu")
+  # A prime period is transformed by XLA's slow path: wrap-padding to a fast
+  # length wins (the x3 of `plans.terms`).
+  prime = _geom((1, 2, 97, 97), (2, 2, 7, 7), padding=3, padding_mode="circular")
+  assert plans.terms(plans.plan_periodic(prime)).transform > plans.terms(
+      plans.plan_conv(method_geometry(prime))).transform
+
+
+def test_auto_takes_the_periodic_path_for_circular_padding():
+  """`auto` sees the fft method's periodic hook: a large circular kernel runs
+  one transform of the input's own size, and the result is the wrap-padded conv."""
+  x, w = _rand((1, 4, 64, 64)), _rand((4, 1, 15, 15), seed=1)
+  kw = dict(padding=7, groups=4, padding_mode="circular")
+  method, reason = jaxconv.select_method(x.shape, w.shape, **kw, backend="cpu")
+  assert method == "fft (periodic)", reason
+  if jax.default_backend() == "cpu":
+    y = jax.jit(lambda a, b: jaxconv.conv(a, b, **kw))(x, w)
+    ref = jaxconv.conv(x, w, **kw, method="lax")
+    np.testing.assert_allclose(y, ref, atol=1e-9 * float(jnp.abs(ref).max()))
+    hlo = jax.jit(lambda a, b: jaxconv.conv(a, b, **kw)).lower(x, w).as_text()
+    assert "64x64" in hlo and "78x78" not in hlo   # no wrap-padded copy of the input
 
 
 # --- transformations --------------------------------------------------------------

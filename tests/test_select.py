@@ -13,7 +13,9 @@ import pytest
 import jaxconv
 from jaxconv import _select
 from jaxconv._geometry import make_geometry
-from jaxconv._methods import METHODS
+from jaxconv._methods import METHODS, hook
+from jaxconv._methods.common import UNROLLED_TAP_CAPS, working_set_bytes
+from jaxconv._padding import method_geometry
 
 from configs import CASE_IDS, CASES
 
@@ -56,8 +58,13 @@ def _fresh_model():
 def test_auto_picks_a_supported_method_with_estimates(case, monkeypatch):
   g = _geometry_of(case, monkeypatch)
   method, reason = _select.select(g)
-  assert method in METHODS
-  assert METHODS[method].supports(g) is None
+  if method.endswith(_select.PERIODIC):   # a periodic hook, for circular padding
+    name = method[:-len(_select.PERIODIC)]
+    assert g.padding_mode == "circular" and hook(name, "periodic") is not None
+    assert hook(name, "periodic").periodic_supports(g, "auto") is None
+  else:
+    assert method in METHODS
+    assert METHODS[method].supports(method_geometry(g), "auto") is None
   assert reason.startswith(f"{method}: est. fwd+bwd ")
   assert " ms" in reason
 
@@ -66,7 +73,7 @@ def test_auto_picks_a_supported_method_with_estimates(case, monkeypatch):
 def test_every_dtype_gets_a_supported_method(dtype):
   g = _g((2, 4, 32, 32), (4, 1, 7, 7), dtype, padding=3, groups=4)
   method, _ = _select.select(g)
-  assert METHODS[method].supports(g) is None
+  assert METHODS[method].supports(g, "auto") is None
   if dtype == "int32":  # the FFT is inexact: never for integers
     assert method != "fft"
     assert "fft" not in _select.estimate(g)
@@ -107,7 +114,8 @@ def test_unrolled_methods_capped_by_taps():
   est = _select.estimate(g, "cpu")
   assert "direct" not in est and "im2col" not in est and "lax" in est
   _, reason = _select.select(g, "cpu")
-  assert f"({17 * 17} taps > {_select.MAX_UNROLLED_TAPS})" in reason
+  cap = UNROLLED_TAP_CAPS["auto"]
+  assert f"declined: direct (it unrolls one slice per kernel tap and this kernel has {17 * 17} > {cap} taps for auto)" in reason
   small = _select.estimate(_g((1, 4, 40, 40), (4, 4, 3, 3), padding=1), "cpu")
   assert {"direct", "im2col"} <= set(small)
 
@@ -184,7 +192,7 @@ def test_features_count_the_definition():
 
 def test_big_features_switch_on_above_the_cache():
   g = _g((8, 64, 56, 56), (64, 64, 3, 3), padding=1)
-  ws = _select.working_set_bytes(g)
+  ws = working_set_bytes(g)
   assert ws == 4 * (8 * 64 * 58 * 58 + 8 * 64 * 56 * 56 + 64 * 64 * 9)
   small, large = _select.features(g, ws + 1), _select.features(g, ws - 1)
   assert small["lax"]["elems_big"] == 0 and small["direct"]["tap_elems_big"] == 0
@@ -201,24 +209,21 @@ def test_big_features_switch_on_above_the_cache():
   assert _select.features(g, max(ws, spectra_bytes) + 1)["fft"]["spectra_big"] == 0
 
 
-def test_fft_terms_fallback_without_plan(monkeypatch):
-  g = _g((1, 4, 64), (4, 4, 9), padding=4)
-  with_plan = _select._fft_terms(g)
-  monkeypatch.delattr(METHODS["fft"], "plan")
-  size = 64 + 8 + 9 - 1
-  per = 2.5 * size * math.log2(size)
-  transform, contract, spectra = _select._fft_terms(g)
-  assert transform == pytest.approx(8 * per + 16 * per * 0.6)
-  assert contract == 16 * (size // 2 + 1)
-  assert spectra == (8 + 16) * (size // 2 + 1)
-  assert all(v > 0 for v in with_plan)
-
-
-def test_fft_terms_zero_output():
+def test_fft_features_zero_output():
   # Negative padding that leaves only zeros to read: nothing to transform.
   g = _g((1, 1, 4), (1, 1, 3), padding=((-4, 4),))
   assert METHODS["fft"].plan(g).zero
-  assert _select._fft_terms(g) == (0.0, 0.0, 0.0)
+  f = _select.features(g)["fft"]
+  assert f["transform"] == f["contract"] == f["spectra"] == 0 and f["call"] == 1
+
+
+def test_features_are_each_methods_own_cost():
+  g = _g((1, 4, 64), (4, 4, 9), padding=4)
+  f = _select.features(g, 1 << 20)
+  for name, module in METHODS.items():
+    assert f[name] == module.cost(g, "fwd+bwd", cache_bytes=1 << 20)
+  with pytest.raises(ValueError, match=r"method 'fft' has no cost for pass_='bwd'"):
+    METHODS["fft"].cost(g, "bwd", cache_bytes=1 << 20)
 
 
 # --- select_method ---------------------------------------------------------------------

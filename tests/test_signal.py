@@ -78,11 +78,11 @@ def test_oaconvolve_matches_scipy_and_blocks(case):
 
 
 def test_oaconvolve_really_uses_blocks():
-  from jaxconv import _fftcore
+  from jaxconv._methods import fft
   from jaxconv._geometry import make_geometry
   x = jax.ShapeDtypeStruct((1, 1, 2000), jnp.float32)
   w = jax.ShapeDtypeStruct((1, 1, 31), jnp.float32)
-  assert _fftcore.plan_conv(make_geometry("t", x, w, padding=30), True).blocks > 1
+  assert fft.plan_conv(make_geometry("t", x, w, padding=30), True).blocks > 1
 
 
 @pytest.mark.parametrize("method", ["direct", "fft", "oa", "auto"])

@@ -1,7 +1,10 @@
-"""Small helpers shared by the slice-based methods (dtypes and layouts)."""
+"""Helpers shared by the methods: dtypes, the grouped GEMM, the sizes their
+cost features and memory estimates are built from, and the tap caps of the
+methods that unroll one slice per kernel tap."""
 
 from __future__ import annotations
 
+import math
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -55,3 +58,75 @@ def broadcast_weights(wg_shape, cols_shape) -> bool:
   copying it, so the broadcast stays.
   """
   return wg_shape[0] > 1 or wg_shape[-1] <= cols_shape[-1]
+
+
+# --- sizes (cost features and memory estimates) ----------------------------------
+
+def sizes(g: Geometry) -> dict[str, int]:
+  """Element counts every method's cost features are built from.
+
+  `taps` kernel taps, `out` output positions per channel, `macs` multiply-adds
+  of the definition (`g.flops / 2`), `x` padded input, `y` output, `windows`
+  = `N * C_in * out` (one window per input channel and output position).
+  """
+  taps = math.prod(g.kernel_size)
+  out = math.prod(g.out_spatial)
+  return dict(taps=taps, out=out, macs=g.flops // 2,
+              x=g.batch * g.in_channels * math.prod(g.padded_spatial),
+              y=g.batch * g.out_channels * out,
+              windows=g.batch * g.in_channels * out)
+
+
+def itemsize(g: Geometry) -> int:
+  """Bytes per element of the inputs."""
+  return np.dtype(g.dtype).itemsize
+
+
+def working_set_bytes(g: Geometry) -> int:
+  """Bytes of the padded input, the output and the kernel: what each pass streams."""
+  s = sizes(g)
+  return itemsize(g) * (s["x"] + s["y"] + math.prod(g.kernel_shape))
+
+
+def padded_input_bytes(g: Geometry) -> int:
+  """Bytes of the zero-padded, lhs-dilated copy of `x` (0 when there is none)."""
+  if all(p == (0, 0) for p in g.padding) and all(d == 1 for d in g.lhs_dilation):
+    return 0
+  return itemsize(g) * sizes(g)["x"]
+
+
+# --- passes and purposes -----------------------------------------------------------
+
+PASSES = ("fwd+bwd",)
+"""What `cost(g, pass_)` can be asked for: today the forward pass plus both
+gradients together, the unit the committed cost model is fitted on."""
+
+PURPOSES = ("call", "auto", "calibrate")
+"""What `supports(g, purpose)` is asked for: 'call' (an explicit `method=`),
+'auto' (may `method="auto"`/`"autotune"` pick it), 'calibrate' (is it timed
+when fitting the cost model)."""
+
+
+def check_pass(pass_: str, method: str) -> None:
+  """Raise for a pass the cost model has no features for."""
+  if pass_ not in PASSES:
+    raise ValueError(f"jaxconv: method {method!r} has no cost for pass_={pass_!r}; "
+                     f"expected one of {PASSES}.")
+
+
+# One slice and one multiply-add per tap are unrolled into the program, at
+# ~10 ms of CPU compile time a tap: the cap depends on who pays for that.
+UNROLLED_TAP_CAPS = {"call": 1024, "auto": 256, "calibrate": 64}
+"""Kernel taps 'direct' and 'im2col' accept, by purpose: 1024 when asked for
+by name (compile time outweighs any gain past that), 256 for `auto` and
+`autotune` (users did not choose that compile time), 64 when timed for
+calibration (keeps `bench.calibrate` within minutes)."""
+
+
+def unrolled_taps_reason(g: Geometry, purpose: str) -> str | None:
+  """Why an unrolling method declines `g` for `purpose`, or None."""
+  taps, cap = math.prod(g.kernel_size), UNROLLED_TAP_CAPS[purpose]
+  if taps > cap:
+    why = "" if purpose == "call" else f" for {purpose}"
+    return f"it unrolls one slice per kernel tap and this kernel has {taps} > {cap} taps{why}"
+  return None

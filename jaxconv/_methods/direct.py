@@ -13,25 +13,58 @@ from __future__ import annotations
 
 import math
 
-import jax.numpy as jnp
+import numpy as np
 
 from .._geometry import Geometry
 from .._padding import pad_and_dilate
 from .._patches import window_slices
-from .common import acc_dtype, grouped_matmul, out_dtype
+from .common import (acc_dtype, check_pass, grouped_matmul, out_dtype,
+                     padded_input_bytes, sizes, unrolled_taps_reason, working_set_bytes)
 
 
-# One slice and one multiply-add per tap are unrolled into the program: past
-# this many taps compile time (~10 ms a tap on CPU) outweighs any gain.
-MAX_TAPS = 1024
+def supports(g: Geometry, purpose: str = "call") -> str | None:
+  """Any padding, stride, dilation or groups; capped in kernel taps
+  (`common.UNROLLED_TAP_CAPS`, by purpose)."""
+  return unrolled_taps_reason(g, purpose)
 
 
-def supports(g: Geometry) -> str | None:
-  """Any padding, stride, dilation or groups; at most `MAX_TAPS` kernel taps."""
-  taps = math.prod(g.kernel_size)
-  if taps > MAX_TAPS:
-    return f"it unrolls one slice per kernel tap and this kernel has {taps} > {MAX_TAPS}"
-  return None
+def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
+  """Features of the cost model (`jaxconv._select`), for `pass_` 'fwd+bwd'.
+
+  `macs_gemm` (channel contraction per tap), `macs_dw` (depthwise: broadcast
+  multiply-adds), `macs_bcast` (one input channel per group but several
+  outputs, e.g. a 1-channel image), `tap_elems` (taps x (windows + y): one
+  slice and one accumulation per tap), `tap2_elems` (taps x tap_elems: its
+  backward grows faster than the tap count), `tap_elems_3d` (3 or more
+  spatial dims), `tap_elems_big` (working set over `cache_bytes`), `call`.
+
+  Example:
+    >>> import jax
+    >>> from jaxconv._geometry import make_geometry
+    >>> from jaxconv._methods import direct
+    >>> g = make_geometry("f", jax.ShapeDtypeStruct((1, 8, 16), "float32"),
+    ...                   jax.ShapeDtypeStruct((8, 1, 3), "float32"), groups=8)
+    >>> direct.cost(g, "fwd+bwd", cache_bytes=1 << 20)["macs_dw"]
+    336
+  """
+  check_pass(pass_, "direct")
+  s = sizes(g)
+  taps, macs = s["taps"], s["macs"]
+  cg, og = g.in_channels_per_group, g.out_channels_per_group
+  tap_elems = taps * (s["windows"] + s["y"])
+  big = working_set_bytes(g) > cache_bytes
+  return dict(macs_gemm=macs if cg > 1 else 0,
+              macs_dw=macs if cg == 1 and og == 1 else 0,
+              macs_bcast=macs if cg == 1 and og > 1 else 0,
+              tap_elems=tap_elems, tap2_elems=taps * tap_elems,
+              tap_elems_3d=tap_elems if g.rank >= 3 else 0,
+              tap_elems_big=tap_elems if big else 0, call=1)
+
+
+def temp_bytes(g: Geometry) -> int:
+  """The padded input, the running sum and one tap's term (accumulation dtype)."""
+  acc = np.dtype(acc_dtype(g)).itemsize
+  return padded_input_bytes(g) + 2 * acc * sizes(g)["y"]
 
 
 def conv(x, w, g: Geometry):

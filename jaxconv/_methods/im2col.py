@@ -15,27 +15,75 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .._geometry import Geometry
 from .._padding import pad_and_dilate
 from .._patches import extract_patches
-from .common import broadcast_weights, grouped_matmul, out_dtype
+from .common import (acc_dtype, broadcast_weights, check_pass, grouped_matmul, itemsize,
+                     out_dtype, padded_input_bytes, sizes, unrolled_taps_reason,
+                     working_set_bytes)
 
 
 # The patch tensor is materialised: refuse ones that would not fit in memory.
 MAX_PATCH_ELEMENTS = 2**28
-MAX_TAPS = 1024
 
 
-def supports(g: Geometry) -> str | None:
-  """Any padding, stride, dilation or groups, while the patch tensor is small enough."""
-  taps = math.prod(g.kernel_size)
-  if taps > MAX_TAPS:
-    return f"it unrolls one slice per kernel tap and this kernel has {taps} > {MAX_TAPS}"
-  elements = g.batch * g.in_channels * taps * math.prod(g.out_spatial)
+def _is_gemm_1x1(g: Geometry) -> bool:
+  """A stride-1 1x1 kernel: the input is its own patch matrix."""
+  return math.prod(g.kernel_size) == 1 and all(s == 1 for s in g.stride)
+
+
+def patch_elements(g: Geometry) -> int:
+  """Elements of the patch tensor `conv` writes (0 for a stride-1 1x1 kernel)."""
+  return 0 if _is_gemm_1x1(g) else sizes(g)["windows"] * math.prod(g.kernel_size)
+
+
+def supports(g: Geometry, purpose: str = "call") -> str | None:
+  """Any padding, stride, dilation or groups, while the patch tensor is small
+  enough; capped in kernel taps (`common.UNROLLED_TAP_CAPS`, by purpose)."""
+  reason = unrolled_taps_reason(g, purpose)
+  if reason is not None:
+    return reason
+  elements = patch_elements(g)
   if elements > MAX_PATCH_ELEMENTS:
     return (f"its patch tensor would hold {elements:,} elements "
             f"(> {MAX_PATCH_ELEMENTS:,})")
   return None
+
+
+def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
+  """Features of the cost model (`jaxconv._select`), for `pass_` 'fwd+bwd'.
+
+  `macs_gemm` (GEMMs with more than one output channel per group),
+  `macs_gemv` (one output channel per group: matrix-vector products), `patch`
+  (patch tensor elements, 0 for a stride-1 1x1 kernel), `patch_taps`
+  (patch x taps), `patch_big` and `elems_big` (the patch tensor or the working
+  set over `cache_bytes`), `call`.
+
+  Example:
+    >>> import jax
+    >>> from jaxconv._geometry import make_geometry
+    >>> from jaxconv._methods import im2col
+    >>> g = make_geometry("f", jax.ShapeDtypeStruct((1, 2, 6, 6), "float32"),
+    ...                   jax.ShapeDtypeStruct((4, 2, 3, 3), "float32"))
+    >>> im2col.cost(g, "fwd+bwd", cache_bytes=1 << 20)["patch"]
+    288
+  """
+  check_pass(pass_, "im2col")
+  s = sizes(g)
+  macs, og, patch = s["macs"], g.out_channels_per_group, patch_elements(g)
+  big = max(working_set_bytes(g), patch * itemsize(g)) > cache_bytes
+  return dict(macs_gemm=macs if og > 1 else 0, macs_gemv=macs if og == 1 else 0,
+              patch=patch, patch_taps=patch * s["taps"], patch_big=patch if big else 0,
+              elems_big=s["x"] + s["y"] if big else 0, call=1)
+
+
+def temp_bytes(g: Geometry) -> int:
+  """The patch tensor, the padded input and the GEMM's result (accumulation dtype)."""
+  acc = np.dtype(acc_dtype(g)).itemsize
+  return (itemsize(g) * patch_elements(g) + padded_input_bytes(g)
+          + acc * sizes(g)["y"])
 
 
 def conv(x, w, g: Geometry):
@@ -45,7 +93,7 @@ def conv(x, w, g: Geometry):
   taps = math.prod(g.kernel_size)
   length = math.prod(g.out_spatial)
   xp = pad_and_dilate(x, g)
-  if taps == 1 and all(s == 1 for s in g.stride):
+  if _is_gemm_1x1(g):
     cols = xp.reshape(n, groups, cg, length)  # 1x1: the input is its own patch matrix
   else:
     patches = extract_patches(xp, g.kernel_size, g.dilation, g.stride, g.out_spatial)

@@ -2,15 +2,63 @@
 
 from __future__ import annotations
 
+import math
+
 from jax import lax
 
 from .._geometry import Geometry
+from .common import check_pass, padded_input_bytes, sizes, working_set_bytes
 
 
-def supports(g: Geometry) -> str | None:
-  """XLA's convolution handles every geometry."""
-  del g
+def supports(g: Geometry, purpose: str = "call") -> str | None:
+  """XLA's convolution handles every geometry, for every purpose."""
+  del g, purpose
   return None
+
+
+def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
+  """Features of the cost model (`jaxconv._select`), for `pass_` 'fwd+bwd'.
+
+  `macs_dense` (groups == 1), `macs_1x1` (dense, stride-1 1x1 kernels: XLA
+  CPU's convolution is 2-10x slower than the same GEMM there),
+  `tap_outs_dense` (taps x y: XLA's convolution is slow per multiply-add when
+  channels are few), `macs_dense_logk` (macs x log2(taps + 1): its backward
+  slows with the kernel size), `macs_3d` (dense, 3 or more spatial dims),
+  `macs_lhs_dilated` (transposed convolutions) and `macs_strided` (their input
+  gradient is one), `macs_grouped` and `elems_grouped` (groups > 1: XLA CPU's
+  slow grouped convolution), `elems` (input + output elements), `elems_big`
+  (the same when the working set exceeds `cache_bytes`), `call` (1).
+
+  Example:
+    >>> import jax
+    >>> from jaxconv._geometry import make_geometry
+    >>> from jaxconv._methods import lax as lax_method
+    >>> g = make_geometry("f", jax.ShapeDtypeStruct((1, 2, 6, 6), "float32"),
+    ...                   jax.ShapeDtypeStruct((4, 2, 3, 3), "float32"))
+    >>> lax_method.cost(g, "fwd+bwd", cache_bytes=1 << 20)["macs_dense"]
+    1152
+  """
+  check_pass(pass_, "lax")
+  s = sizes(g)
+  taps, macs = s["taps"], s["macs"]
+  dense = g.groups == 1
+  elems = s["x"] + s["y"]
+  gemm_1x1 = taps == 1 and all(v == 1 for v in g.stride)
+  big = working_set_bytes(g) > cache_bytes
+  return dict(macs_dense=macs if dense else 0,
+              macs_1x1=macs if dense and gemm_1x1 else 0,
+              tap_outs_dense=taps * s["y"] if dense else 0,
+              macs_dense_logk=macs * math.log2(taps + 1) if dense else 0,
+              macs_3d=macs if dense and g.rank >= 3 else 0,
+              macs_lhs_dilated=macs if any(d > 1 for d in g.lhs_dilation) else 0,
+              macs_strided=macs if any(v > 1 for v in g.stride) else 0,
+              macs_grouped=0 if dense else macs, elems_grouped=0 if dense else elems,
+              elems=elems, elems_big=elems if big else 0, call=1)
+
+
+def temp_bytes(g: Geometry) -> int:
+  """XLA pads in place of a copy where it can; at most the padded input."""
+  return padded_input_bytes(g)
 
 
 def conv(x, w, g: Geometry):

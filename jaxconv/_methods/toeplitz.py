@@ -44,7 +44,8 @@ from jax import lax
 
 from .._geometry import Geometry
 from .._padding import pad_and_dilate
-from .common import acc_dtype, out_dtype
+from .common import (acc_dtype, check_pass, itemsize, out_dtype, padded_input_bytes,
+                     sizes, working_set_bytes)
 
 MAX_MATRIX_ELEMENTS = 2**26
 """Largest total size (elements) of the block-Toeplitz matrices `conv` builds."""
@@ -56,13 +57,54 @@ def matrix_elements(g: Geometry) -> int:
           * g.out_channels_per_group * g.out_spatial[-1])
 
 
-def supports(g: Geometry) -> str | None:
-  """Every geometry whose block-Toeplitz matrices fit `MAX_MATRIX_ELEMENTS`."""
+def supports(g: Geometry, purpose: str = "call") -> str | None:
+  """Every geometry whose block-Toeplitz matrices fit `MAX_MATRIX_ELEMENTS`,
+  for every purpose."""
+  del purpose
   size = matrix_elements(g)
   if size > MAX_MATRIX_ELEMENTS:
     return (f"its block-Toeplitz matrices would have {size} elements, over the "
             f"budget of {MAX_MATRIX_ELEMENTS}")
   return None
+
+
+def _lines(g: Geometry) -> int:
+  """Elements of the input lines sliced for all leading taps (the stacked GEMM operand)."""
+  return (math.prod(g.kernel_size[:-1]) * g.batch * g.in_channels
+          * math.prod(g.out_spatial[:-1]) * g.padded_spatial[-1])
+
+
+def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
+  """Features of the cost model (`jaxconv._select`), for `pass_` 'fwd+bwd'.
+
+  `band_macs` (the GEMMs with the banded matrices, zeros included), `matrix`
+  (their elements), `lines` (input lines sliced), `lines_big` (the same when
+  the working set exceeds `cache_bytes`), `call`.
+
+  Example:
+    >>> import jax
+    >>> from jaxconv._geometry import make_geometry
+    >>> from jaxconv._methods import toeplitz
+    >>> g = make_geometry("f", jax.ShapeDtypeStruct((1, 2, 6, 6), "float32"),
+    ...                   jax.ShapeDtypeStruct((4, 2, 3, 3), "float32"))
+    >>> toeplitz.cost(g, "fwd+bwd", cache_bytes=1 << 20)["matrix"] == toeplitz.matrix_elements(g)
+    True
+  """
+  check_pass(pass_, "toeplitz")
+  lines = _lines(g)
+  big = working_set_bytes(g) > cache_bytes
+  band_macs = (g.batch * g.in_channels * g.out_channels_per_group
+               * math.prod(g.out_spatial[:-1]) * math.prod(g.kernel_size[:-1])
+               * g.padded_spatial[-1] * g.out_spatial[-1])
+  return dict(band_macs=band_macs, matrix=matrix_elements(g), lines=lines,
+              lines_big=lines if big else 0, call=1)
+
+
+def temp_bytes(g: Geometry) -> int:
+  """The matrices, the stacked input lines, the padded input and the GEMM's result."""
+  acc = np.dtype(acc_dtype(g)).itemsize
+  return (itemsize(g) * (matrix_elements(g) + _lines(g)) + padded_input_bytes(g)
+          + acc * sizes(g)["y"])
 
 
 def row_matrices(w, g: Geometry):

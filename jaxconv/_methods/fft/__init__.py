@@ -1,5 +1,11 @@
 """`method="fft"`: convolution by real FFTs over the spatial axes.
 
+The engine is two modules: `plans` (static plans from Python ints: lengths,
+crops, phases, overlap-add blocks, and `terms`, the one cost estimate of the
+FFT) and `engine` (runs a plan on arrays). The scipy-style functions
+(`jaxconv._signal`) use the same engine through `fast_len`, `plan_conv` and
+`run` re-exported here.
+
 Rules (the plan for a geometry is `plan(g)`; `plan(g).describe()` prints it):
 
 * **Transforms.** Real inputs use `rfftn`/`irfftn` over the spatial axes only
@@ -22,7 +28,7 @@ Rules (the plan for a geometry is `plan(g)`; `plan(g).describe()` prints it):
 * **Kernel transform** is done axis by axis, last axis first, so the
   zero rows of the padded kernel are never transformed.
 * **Overlap-add** is chosen per axis by a flop/memory-traffic estimate
-  (`jaxconv._fftcore.cost`) when the input is much longer than the kernel:
+  (`plans.cost`) when the input is much longer than the kernel:
   blocks of `hop` samples, transforms of `hop + taps - 1`, kernel spectrum of
   block size. When all blocks' spectra together would exceed 64 MiB they are
   processed by `lax.map` in groups of about 16 MiB, so temporaries stay
@@ -35,10 +41,12 @@ Rules (the plan for a geometry is `plan(g)`; `plan(g).describe()` prints it):
   output's scale (`jaxconv.testing.tolerance` uses that factor).
 * **Derivatives** are JAX's own through the FFTs: VJP, JVP and higher orders
   are all FFT convolutions of the same cost.
-* **Circular padding.** `conv_circular` computes `padding_mode='circular'`
-  natively as one periodic transform of the input's own size (kernel folded
-  modulo the period, outputs read at `(o * stride) mod n`), when that is
-  cheaper than wrap-padding plus a linear transform (`prefers_circular`).
+* **Circular padding** (the method's `periodic` hook): `periodic_conv`
+  computes `padding_mode='circular'` natively as one periodic transform of
+  the input's own size (kernel folded modulo the period, outputs read at
+  `(o * stride) mod n`). `jaxconv._select.prefers_periodic` runs it, for
+  `method="fft"` and `method="auto"` alike, when its estimate
+  (`periodic_cost`) beats wrap-padding plus a linear transform.
 
 Recipe, causal long convolution (Hyena/S4): a depthwise kernel as long as the
 sequence, `conv(x, w, padding=((K - 1, 0),), groups=C, method="fft")`, costs
@@ -47,15 +55,23 @@ two length-`2L` real FFTs per channel and is exact to float rounding.
 
 from __future__ import annotations
 
+import math
+
 import jax.numpy as jnp
 import numpy as np
 
-from .. import _fftcore
-from .._geometry import Geometry
+from ..._geometry import Geometry
+from ..common import check_pass, itemsize, working_set_bytes
+from .engine import run
+from .plans import Plan, Terms, compute_dtypes, fast_len, plan_conv, plan_periodic, terms
+
+__all__ = ["supports", "conv", "cost", "temp_bytes", "plan", "periodic_supports",
+           "periodic_conv", "periodic_cost", "fast_len", "plan_conv", "run", "Plan"]
 
 
-def supports(g: Geometry) -> str | None:
+def supports(g: Geometry, purpose: str = "call") -> str | None:
   """Floating-point and complex inputs of any geometry; not integers."""
+  del purpose
   dtypes = [g.dtype] + ([g.preferred_element_type]
                         if g.preferred_element_type is not None else [])
   if not all(jnp.issubdtype(d, jnp.inexact) for d in dtypes):
@@ -64,7 +80,7 @@ def supports(g: Geometry) -> str | None:
   return None
 
 
-def plan(g: Geometry, overlap_add: bool | None = None) -> _fftcore.Plan:
+def plan(g: Geometry, overlap_add: bool | None = None) -> Plan:
   """The static plan `conv` runs for `g` (see the module docstring).
 
   Args:
@@ -73,7 +89,7 @@ def plan(g: Geometry, overlap_add: bool | None = None) -> _fftcore.Plan:
       more than one block; False never blocks.
 
   Returns:
-    A `jaxconv._fftcore.Plan`; `.describe()` gives one line per axis.
+    A `plans.Plan`; `.describe()` gives one line per axis.
 
   Example:
     >>> import jax
@@ -84,7 +100,7 @@ def plan(g: Geometry, overlap_add: bool | None = None) -> _fftcore.Plan:
     >>> print(fft.plan(make_geometry("f", x, w, groups=4, padding="SAME")).describe())
     axis 0: overlap-add, 216 blocks of 304 -> FFT 336, 1 phase(s)
   """
-  return _fftcore.plan_conv(g, overlap_add)
+  return plan_conv(g, overlap_add)
 
 
 def conv(x, w, g: Geometry):
@@ -107,22 +123,87 @@ def conv(x, w, g: Geometry):
     ...   print(np.asarray(fft.conv(x, h, make_geometry("f", x, h))))
     [[[-2. -2.]]]
   """
-  return _fftcore.run(x, w, g, _fftcore.plan_conv(g))
+  return run(x, w, g, plan_conv(g))
 
 
-def prefers_circular(g: Geometry) -> bool:
-  """Whether `conv_circular` is cheaper than wrap-padding then `conv`.
+def _features(g: Geometry, t: Terms, cache_bytes: int) -> dict[str, float]:
+  spectra = t.data_spectra + t.kernel_spectra
+  big = max(working_set_bytes(g), 2 * spectra * max(itemsize(g), 4)) > cache_bytes
+  depthwise = g.in_channels_per_group == 1
+  return dict(transform=t.transform, contract=0 if depthwise else t.contract,
+              contract_dw=t.contract if depthwise else 0, spectra=spectra,
+              spectra_big=spectra if big else 0, call=1)
+
+
+def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
+  """Features of the cost model (`jaxconv._select`), for `pass_` 'fwd+bwd'.
+
+  Read from the plan `conv` runs (`plans.terms`): `transform` (FFT flops),
+  `contract` (complex multiply-adds of the per-frequency channel contraction)
+  or `contract_dw` (the same with one input channel per group: a broadcast
+  multiply), `spectra` (complex samples written and read), `spectra_big`
+  (the same when the spectra or the working set exceed `cache_bytes`), `call`.
+
+  Example:
+    >>> import jax
+    >>> from jaxconv._geometry import make_geometry
+    >>> from jaxconv._methods import fft
+    >>> g = make_geometry("f", jax.ShapeDtypeStruct((1, 1, 60), "float32"),
+    ...                   jax.ShapeDtypeStruct((1, 1, 5), "float32"))
+    >>> fft.cost(g, "fwd+bwd", cache_bytes=1 << 20)["spectra"]   # 3 spectra of 60 // 2 + 1
+    93.0
+  """
+  check_pass(pass_, "fft")
+  return _features(g, terms(plan_conv(g)), cache_bytes)
+
+
+def temp_bytes(g: Geometry) -> int:
+  """The input, kernel and output spectra of one step, and the real input and
+  output buffers they are transformed from (in the compute dtypes)."""
+  p = plan_conv(g)
+  if p.zero:
+    return 0
+  t = terms(p)
+  real, cplx, _ = compute_dtypes(g.dtype, g.preferred_element_type)
+  steps = p.axes[p.chunk_axis].blocks // p.chunk if p.chunk else 1
+  data = t.data_spectra / steps
+  real_elems = data / max(1, p.spectrum_len) * math.prod(p.sizes)
+  return int(np.dtype(cplx).itemsize * (data + t.kernel_spectra)
+             + np.dtype(real).itemsize * real_elems)
+
+
+# --- the periodic hook: padding_mode='circular' without a padded copy ---------------
+
+def periodic_supports(g: Geometry, purpose: str = "call") -> str | None:
+  """The periodic path computes any 'circular' geometry `supports` accepts.
 
   Args:
-    g: a user geometry with `padding_mode='circular'`.
-
-  Returns:
-    True when the periodic transform of the input's own size wins.
+    g: the user geometry (`padding_mode='circular'`, unpadded input).
+    purpose: as `supports`.
   """
-  return _fftcore.periodic_is_cheaper(g)
+  if g.padding_mode != "circular":
+    return "it wraps the input periodically, so it needs padding_mode='circular'"
+  return supports(g, purpose)
 
 
-def conv_circular(x, w, g: Geometry):
+def periodic_cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
+  """`cost`'s features for `periodic_conv` (the same coefficients apply).
+
+  Example:
+    >>> import jax
+    >>> from jaxconv._geometry import make_geometry
+    >>> from jaxconv._methods import fft
+    >>> g = make_geometry("f", jax.ShapeDtypeStruct((1, 1, 60), "float32"),
+    ...                   jax.ShapeDtypeStruct((1, 1, 5), "float32"), padding=2,
+    ...                   padding_mode="circular")
+    >>> fft.periodic_cost(g, "fwd+bwd", cache_bytes=1 << 20)["spectra"]
+    93.0
+  """
+  check_pass(pass_, "fft")
+  return _features(g, terms(plan_periodic(g)), cache_bytes)
+
+
+def periodic_conv(x, w, g: Geometry):
   """`padding_mode='circular'` as one periodic FFT of the input's own size.
 
   Args:
@@ -142,7 +223,7 @@ def conv_circular(x, w, g: Geometry):
     >>> x = jnp.array([[[1.0, 2.0, 3.0, 4.0]]]); h = jnp.array([[[1.0, 0.0, -1.0]]])
     >>> g = make_geometry("f", x, h, padding=1, padding_mode="circular")
     >>> with jnp.printoptions(precision=3, suppress=True):
-    ...   print(np.asarray(fft.conv_circular(x, h, g)))
+    ...   print(np.asarray(fft.periodic_conv(x, h, g)))
     [[[ 2. -2. -2.  2.]]]
   """
-  return _fftcore.run(x, w, g, _fftcore.plan_periodic(g))
+  return run(x, w, g, plan_periodic(g))
