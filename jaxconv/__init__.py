@@ -16,11 +16,11 @@ from ._conv import conv_general_dilated as conv_general_dilated
 from ._conv import conv_transpose as conv_transpose
 from ._conv import method_names as method_names
 from ._geometry import output_shape as output_shape
+from ._matrices import circulant_matrix as circulant_matrix
+from ._matrices import conv_matrix as conv_matrix
+from ._matrices import toeplitz_matrix as toeplitz_matrix
 from ._operator import ConvOperator as ConvOperator
-from ._operator import circulant_matrix as circulant_matrix
-from ._operator import conv_matrix as conv_matrix
 from ._operator import conv_operator as conv_operator
-from ._operator import toeplitz_matrix as toeplitz_matrix
 from ._patches import fold as fold
 from ._patches import unfold as unfold
 from ._select import select_method as select_method

@@ -97,6 +97,29 @@ def extract_patches(xp, kernel_size, dilation, stride, out_spatial):
   return build(()).reshape(n, c, math.prod(kernel_size), *out_spatial)
 
 
+def array_shape(a, name: str, fn: str, layout: str, *, min_rank: int = 0,
+                rank: int | None = None) -> tuple[int, ...]:
+  """`a`'s static shape, checked to have `rank` (or at least `min_rank`) dims.
+
+  The `ValueError` quotes `layout`, e.g. '(N, C, *spatial) with at least one
+  spatial dim'; `_windows` checks its arrays with it too.
+  """
+  shape = shape_of(a, name, fn)
+  if len(shape) < min_rank or (rank is not None and len(shape) != rank):
+    raise ValueError(f"{fn}: `{name}` must be {layout}; got {name}.shape={shape}.")
+  return shape
+
+
+def spatial_sizes(value, name: str, fn: str) -> tuple[int, ...]:
+  """A spatial shape given as an int (1-D) or a sequence of ints -> positive ints."""
+  if is_int(value):
+    value = (value,)
+  if not isinstance(value, Sequence) or isinstance(value, str):
+    raise TypeError(
+        f"{fn}: `{name}` must be an int or a sequence of ints; got {name}={value!r}.")
+  return ntuple(tuple(value), len(value), name, fn)
+
+
 def _unfold_geometry(fn, spatial, kernel_size, dilation, padding, stride):
   rank = len(spatial)
   k = ntuple(kernel_size, rank, "kernel_size", fn)
@@ -153,11 +176,8 @@ def unfold(x, kernel_size, *, dilation=1, padding=0, stride=1):
      [ 6.  8. 14. 16.]]
   """
   fn = "jaxconv.unfold"
-  shape = shape_of(x, "x", fn)
-  if len(shape) < 3:
-    raise ValueError(
-        f"{fn}: `x` must be (N, C, *spatial) with at least one spatial dim; got "
-        f"x.shape={shape}.")
+  shape = array_shape(x, "x", fn, "(N, C, *spatial) with at least one spatial dim",
+                      min_rank=3)
   k, d, pads, s, out = _unfold_geometry(fn, shape[2:], kernel_size, dilation, padding, stride)
   x = jnp.asarray(x)
   patches = extract_patches(_pad(x, pads), k, d, s, out)
@@ -208,17 +228,8 @@ def fold(cols, output_size, kernel_size, *, dilation=1, padding=0, stride=1,
      [13. 14. 15. 16.]]
   """
   fn = "jaxconv.fold"
-  shape = shape_of(cols, "cols", fn)
-  if len(shape) != 3:
-    raise ValueError(
-        f"{fn}: `cols` must be (N, C * prod(kernel_size), L); got cols.shape={shape}.")
-  if is_int(output_size):
-    output_size = (output_size,)
-  if not isinstance(output_size, Sequence) or isinstance(output_size, str):
-    raise TypeError(
-        f"{fn}: `output_size` must be an int or a sequence of ints; got "
-        f"output_size={output_size!r}.")
-  spatial = ntuple(tuple(output_size), len(output_size), "output_size", fn)
+  shape = array_shape(cols, "cols", fn, "(N, C * prod(kernel_size), L)", rank=3)
+  spatial = spatial_sizes(output_size, "output_size", fn)
   k, d, pads, s, out = _unfold_geometry(fn, spatial, kernel_size, dilation, padding, stride)
   kk = math.prod(k)
   if shape[1] % kk:

@@ -13,38 +13,28 @@ row-major over the grid of patches.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import jax.numpy as jnp
 
-from ._geometry import is_int, ntuple
+from ._geometry import ntuple
+from ._patches import array_shape, spatial_sizes
 
 
-def _shape(fn: str, a, name: str, min_rank: int, layout: str) -> tuple[int, ...]:
-  shape = getattr(a, "shape", None)
-  if shape is None or getattr(a, "dtype", None) is None:
-    raise TypeError(
-        f"{fn}: `{name}` must be an array (jax.Array, np.ndarray or tracer); "
-        f"got {type(a).__name__}.")
-  shape = tuple(int(s) for s in shape)
-  if len(shape) < min_rank:
-    raise ValueError(
-        f"{fn}: `{name}` must be {layout}; got {name}.shape={shape}.")
-  return shape
+def _block_grid(fn: str, x, block, name: str):
+  """Check `(N, C, *spatial)` `x` against `block`: `(x.shape, grid, block)` as ints."""
+  shape = array_shape(x, "x", fn, "(N, C, *spatial) with at least one spatial dim",
+                      min_rank=3)
+  block = ntuple(block, len(shape) - 2, name, fn)
+  return shape, _grid(fn, shape[2:], block, name), block
 
 
 def _spatial_shape(fn: str, spatial_shape) -> tuple[int, ...]:
-  if is_int(spatial_shape):
-    spatial_shape = (spatial_shape,)
-  if not isinstance(spatial_shape, Sequence) or isinstance(spatial_shape, str):
-    raise TypeError(
-        f"{fn}: `spatial_shape` must be an int or a sequence of ints; "
-        f"got spatial_shape={spatial_shape!r}.")
-  if len(spatial_shape) == 0:
+  spatial = spatial_sizes(spatial_shape, "spatial_shape", fn)
+  if not spatial:
     raise ValueError(
         f"{fn}: `spatial_shape` must name at least one spatial dim; got "
-        f"spatial_shape={tuple(spatial_shape)!r}.")
-  return ntuple(tuple(spatial_shape), len(spatial_shape), "spatial_shape", fn)
+        f"spatial_shape={spatial!r}.")
+  return spatial
 
 
 def _grid(fn: str, spatial: tuple[int, ...], block: tuple[int, ...],
@@ -118,11 +108,7 @@ def patchify(x, patch_size) -> jnp.ndarray:
     >>> bool((jaxconv.unpatchify(tokens, 2, (4, 4)) == x).all())
     True
   """
-  fn = "jaxconv.patchify"
-  shape = _shape(fn, x, "x", 3, "(N, C, *spatial) with at least one spatial dim")
-  spatial = shape[2:]
-  p = ntuple(patch_size, len(spatial), "patch_size", fn)
-  grid = _grid(fn, spatial, p, "patch_size")
+  shape, grid, p = _block_grid("jaxconv.patchify", x, patch_size, "patch_size")
   y = _split(jnp.asarray(x), grid, p)
   return y.reshape(shape[0], math.prod(grid), shape[1] * math.prod(p))
 
@@ -157,11 +143,7 @@ def unpatchify(tokens, patch_size, spatial_shape) -> jnp.ndarray:
     True
   """
   fn = "jaxconv.unpatchify"
-  shape = _shape(fn, tokens, "tokens", 0, "")
-  if len(shape) != 3:
-    raise ValueError(
-        f"{fn}: `tokens` must be (N, L, C * prod(patch_size)); got "
-        f"tokens.shape={shape}.")
+  shape = array_shape(tokens, "tokens", fn, "(N, L, C * prod(patch_size))", rank=3)
   spatial = _spatial_shape(fn, spatial_shape)
   p = ntuple(patch_size, len(spatial), "patch_size", fn)
   grid = _grid(fn, spatial, p, "patch_size")
@@ -196,9 +178,7 @@ def window_partition(x, window) -> jnp.ndarray:
     `(N * num_windows, C, *window)` with `num_windows = prod(spatial // window)`.
 
   Raises:
-    TypeError: `x` is not an array, or `window` is not ints.
-    ValueError: `x` has no spatial dim, `window` has the wrong length or a
-      non-positive entry, or does not divide the spatial shape.
+    TypeError, ValueError: as `patchify`, with `window` for `patch_size`.
 
   Example:
     >>> import numpy as np
@@ -212,11 +192,7 @@ def window_partition(x, window) -> jnp.ndarray:
     [[3. 4.]
      [7. 8.]]
   """
-  fn = "jaxconv.window_partition"
-  shape = _shape(fn, x, "x", 3, "(N, C, *spatial) with at least one spatial dim")
-  spatial = shape[2:]
-  win = ntuple(window, len(spatial), "window", fn)
-  grid = _grid(fn, spatial, win, "window")
+  shape, grid, win = _block_grid("jaxconv.window_partition", x, window, "window")
   y = _split(jnp.asarray(x), grid, win)
   return y.reshape(shape[0] * math.prod(grid), shape[1], *win)
 
@@ -254,8 +230,9 @@ def window_reverse(windows, window, spatial_shape) -> jnp.ndarray:
   fn = "jaxconv.window_reverse"
   spatial = _spatial_shape(fn, spatial_shape)
   rank = len(spatial)
-  shape = _shape(fn, windows, "windows", 3,
-                 "(N * num_windows, C, *window) with at least one spatial dim")
+  shape = array_shape(windows, "windows", fn,
+                      "(N * num_windows, C, *window) with at least one spatial dim",
+                      min_rank=3)
   if len(shape) != rank + 2:
     raise ValueError(
         f"{fn}: `windows` must be (N * num_windows, C, *window) with "

@@ -94,6 +94,17 @@ def _inexact(fn: str, dtype) -> np.dtype:
   return dt
 
 
+def _derivative(fn: str, axis, smooth, dtype) -> jnp.ndarray:
+  """3x3 `[-1, 0, 1]` difference along `axis`, smoothed by `smooth` across it."""
+  gx = np.outer(smooth, [-1, 0, 1])
+  return _array(gx if _axis(fn, axis) == 1 else gx.T, dtype)
+
+
+def _fractional(fn: str, size, ndim, dtype) -> tuple[int, int, np.dtype]:
+  """Validate the arguments of a filter of fractional taps summing to 1 (any size)."""
+  return _size(fn, size, odd=False), _ndim(fn, ndim), _inexact(fn, dtype)
+
+
 def _outer(taps: np.ndarray, ndim: int) -> np.ndarray:
   """Separable N-d filter: the outer product of `ndim` copies of 1-D `taps`."""
   out = taps
@@ -143,9 +154,7 @@ def sobel(axis: int | str, *, dtype: Any = jnp.float32) -> jnp.ndarray:
      [ 0  0  0]
      [ 1  2  1]]
   """
-  ax = _axis("jaxconv.kernels.sobel", axis)
-  gx = np.outer([1, 2, 1], [-1, 0, 1])
-  return _array(gx if ax == 1 else gx.T, dtype)
+  return _derivative("jaxconv.kernels.sobel", axis, [1, 2, 1], dtype)
 
 
 def prewitt(axis: int | str, *, dtype: Any = jnp.float32) -> jnp.ndarray:
@@ -156,16 +165,14 @@ def prewitt(axis: int | str, *, dtype: Any = jnp.float32) -> jnp.ndarray:
   transpose. Same axis and sign conventions as `sobel`.
 
   Args:
-    axis: `"x"` (or `1`, `-1`): derivative along columns; `"y"` (or `0`, `-2`):
-      derivative along rows.
-    dtype: any dtype. Default float32.
+    axis, dtype: as `sobel` (`"x"`: derivative along columns). Default dtype
+      float32.
 
   Returns:
     A `(3, 3)` array.
 
   Raises:
-    ValueError: an unknown `axis`.
-    TypeError: `axis` is neither a string nor an int.
+    ValueError, TypeError: as `sobel`.
 
   Example:
     >>> import numpy as np
@@ -175,9 +182,7 @@ def prewitt(axis: int | str, *, dtype: Any = jnp.float32) -> jnp.ndarray:
      [ 0.  0.  0.]
      [ 1.  1.  1.]]
   """
-  ax = _axis("jaxconv.kernels.prewitt", axis)
-  gx = np.outer([1, 1, 1], [-1, 0, 1])
-  return _array(gx if ax == 1 else gx.T, dtype)
+  return _derivative("jaxconv.kernels.prewitt", axis, [1, 1, 1], dtype)
 
 
 def laplacian(neighbours: int = 4, *, dtype: Any = jnp.float32) -> jnp.ndarray:
@@ -295,10 +300,7 @@ def box(size: int = 3, *, ndim: int = 2, dtype: Any = jnp.float32) -> jnp.ndarra
     [[0.25 0.25]
      [0.25 0.25]]
   """
-  fn = "jaxconv.kernels.box"
-  n = _size(fn, size, odd=False)
-  d = _ndim(fn, ndim)
-  dt = _inexact(fn, dtype)
+  n, d, dt = _fractional("jaxconv.kernels.box", size, ndim, dtype)
   return _array(np.full((n,) * d, 1.0 / n**d), dt)
 
 
@@ -309,16 +311,13 @@ def binomial(size: int = 3, *, ndim: int = 2, dtype: Any = jnp.float32) -> jnp.n
   / 16` exactly; larger sizes approach a Gaussian of variance `(size - 1) / 4`.
 
   Args:
-    size: positive filter width. Default 3.
-    ndim: number of spatial dims. Default 2.
-    dtype: a floating or complex dtype. Default float32.
+    size, ndim, dtype: as `box`. Defaults 3, 2, float32.
 
   Returns:
     An array of shape `(size,) * ndim` summing to 1.
 
   Raises:
-    TypeError: `size` or `ndim` is not an int, or `dtype` is not inexact.
-    ValueError: `size` or `ndim` is not positive.
+    TypeError, ValueError: as `box`.
 
   Example:
     >>> import numpy as np
@@ -328,10 +327,7 @@ def binomial(size: int = 3, *, ndim: int = 2, dtype: Any = jnp.float32) -> jnp.n
      [2. 4. 2.]
      [1. 2. 1.]]
   """
-  fn = "jaxconv.kernels.binomial"
-  n = _size(fn, size, odd=False)
-  d = _ndim(fn, ndim)
-  dt = _inexact(fn, dtype)
+  n, d, dt = _fractional("jaxconv.kernels.binomial", size, ndim, dtype)
   taps = np.array([math.comb(n - 1, i) for i in range(n)], dtype=np.float64)
   return _array(_outer(taps / taps.sum(), d), dt)
 

@@ -86,11 +86,20 @@ def _check(fn: str, in_channels, out_channels, kernel_size, groups, bias,
   return k, dt
 
 
-def _uniform_params(key, w_shape, c_out, fan_in, bias, dtype) -> dict[str, Any]:
-  bound = 1.0 / math.sqrt(fan_in)
+def _init(fn: str, key, in_channels, out_channels, kernel_size, groups, bias,
+          spatial_dims, dtype, *, transpose: bool) -> dict[str, Any]:
+  """Check the arguments, then draw `w` (and `b`) from `U(-1/sqrt(fan_in), ...)`."""
+  k, dt = _check(fn, in_channels, out_channels, kernel_size, groups, bias,
+                 spatial_dims, dtype)
+  if transpose:
+    w_shape = (in_channels, out_channels // groups, *k)
+  else:
+    w_shape = (out_channels, in_channels // groups, *k)
+  # PyTorch takes fan_in from the weight's dim 1, in either layout.
+  bound = 1.0 / math.sqrt(math.prod(w_shape[1:]))
   kw, kb = jax.random.split(key)
-  w = jax.random.uniform(kw, w_shape, dtype, minval=-bound, maxval=bound)
-  b = (jax.random.uniform(kb, (c_out,), dtype, minval=-bound, maxval=bound)
+  w = jax.random.uniform(kw, w_shape, dt, minval=-bound, maxval=bound)
+  b = (jax.random.uniform(kb, (out_channels,), dt, minval=-bound, maxval=bound)
        if bias else None)
   return {"w": w, "b": b}
 
@@ -137,12 +146,8 @@ def init_conv(key, in_channels: int, out_channels: int, kernel_size, *,
     ...              spatial_dims=1)["w"].shape
     (8, 1, 5)
   """
-  fn = "jaxconv.nn.init_conv"
-  k, dt = _check(fn, in_channels, out_channels, kernel_size, groups, bias,
-                 spatial_dims, dtype)
-  fan_in = in_channels // groups * math.prod(k)
-  return _uniform_params(key, (out_channels, in_channels // groups, *k),
-                         out_channels, fan_in, bias, dt)
+  return _init("jaxconv.nn.init_conv", key, in_channels, out_channels, kernel_size,
+               groups, bias, spatial_dims, dtype, transpose=False)
 
 
 def init_conv_transpose(key, in_channels: int, out_channels: int, kernel_size, *,
@@ -172,10 +177,7 @@ def init_conv_transpose(key, in_channels: int, out_channels: int, kernel_size, *
     `{"w": (C_in, C_out // groups, *kernel_size), "b": (C_out,) or None}`.
 
   Raises:
-    TypeError: a channel count, `groups`, `spatial_dims` or `kernel_size` is
-      not an int (tuple), `bias` is not a bool, or `dtype` is not floating.
-    ValueError: a non-positive size, `groups` not dividing both channel
-      counts, or `kernel_size` and `spatial_dims` disagreeing.
+    TypeError, ValueError: as `init_conv`.
 
   Example:
     >>> import jax
@@ -186,9 +188,5 @@ def init_conv_transpose(key, in_channels: int, out_channels: int, kernel_size, *
     >>> bool(abs(params["w"]).max() <= 1 / (8 // 2 * 4 * 4) ** 0.5)
     True
   """
-  fn = "jaxconv.nn.init_conv_transpose"
-  k, dt = _check(fn, in_channels, out_channels, kernel_size, groups, bias,
-                 spatial_dims, dtype)
-  fan_in = out_channels // groups * math.prod(k)
-  return _uniform_params(key, (in_channels, out_channels // groups, *k),
-                         out_channels, fan_in, bias, dt)
+  return _init("jaxconv.nn.init_conv_transpose", key, in_channels, out_channels,
+               kernel_size, groups, bias, spatial_dims, dtype, transpose=True)

@@ -13,9 +13,10 @@ import scipy.signal
 from jax.test_util import check_grads
 
 import jaxconv
+from jaxconv import _matrices as mat_mod
 from jaxconv import _operator as op_mod
-from jaxconv._operator import (circulant_matrix, conv_matrix, conv_operator,
-                               toeplitz_matrix)
+from jaxconv._matrices import circulant_matrix, conv_matrix, toeplitz_matrix
+from jaxconv._operator import conv_operator
 from jaxconv.testing import reference_conv
 from configs import CASES
 
@@ -163,7 +164,7 @@ def test_conv_matrix_transpose_is_the_transposed_convolution(stride, padding, di
   w = _rand((c_out, c_in // groups, k, 2), seed=4)
   kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
   m = conv_matrix(w, (c_in, n, n + 1), **kw)
-  g = op_mod._operator_geometry("t", w, (c_in, n, n + 1), lhs_dilation=1,
+  g = mat_mod.operator_geometry("t", w, (c_in, n, n + 1), lhs_dilation=1,
                                 padding_mode="zeros", flip=False, **kw)
   out = g.out_spatial
   # PyTorch's conv_transpose with the conv's own weight is the adjoint; the
@@ -406,7 +407,7 @@ def test_conv_matrix_and_operator_bad_input_shape(fn):
                      r"\*kernel\) with at least one spatial dim; got w.shape=\(2, 3\)"):
     fn(jnp.ones((2, 3)), (3,))
   with pytest.raises(TypeError, match=rf"{name}: `w` must be an array; got str"):
-    op_mod._operator_geometry(f"jaxconv.{name}", "w", (3, 8), stride=1, padding=0,
+    mat_mod.operator_geometry(f"jaxconv.{name}", "w", (3, 8), stride=1, padding=0,
                               dilation=1, lhs_dilation=1, groups=1,
                               padding_mode="zeros", flip=False)
   with pytest.raises(ValueError, match=rf"{name}: `stride` must be positive"):

@@ -20,7 +20,7 @@ import jaxconv
 from jaxconv import testing
 from jaxconv._geometry import make_geometry
 from jaxconv._methods import METHODS, toeplitz
-from jaxconv._operator import conv_matrix, toeplitz_matrix
+from jaxconv._matrices import conv_matrix, toeplitz_matrix
 
 jax.config.update("jax_enable_x64", True)
 
