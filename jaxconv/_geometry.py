@@ -21,6 +21,11 @@ PADDING_STRINGS = ("VALID", "SAME", "SAME_LOWER", "FULL")
 Pairs = tuple[tuple[int, int], ...]
 
 
+def _entry(field: str, index: int, doc: str) -> property:
+  """A read-only property: entry `index` of the shape field `field`."""
+  return property(lambda self: getattr(self, field)[index], doc=doc)
+
+
 @dataclasses.dataclass(frozen=True)
 class Geometry:
   """Everything static about one convolution: hashable, so usable under `jit`.
@@ -67,24 +72,15 @@ class Geometry:
     """Number of spatial dimensions."""
     return len(self.in_shape) - 2
 
-  @property
-  def batch(self) -> int:
-    return self.in_shape[0]
-
-  @property
-  def in_channels(self) -> int:
-    return self.in_shape[1]
-
-  @property
-  def out_channels(self) -> int:
-    return self.kernel_shape[0]
-
-  @property
-  def in_channels_per_group(self) -> int:
-    return self.kernel_shape[1]
+  batch = _entry("in_shape", 0, "N, the batch size.")
+  in_channels = _entry("in_shape", 1, "C_in, all groups together.")
+  out_channels = _entry("kernel_shape", 0, "C_out, all groups together.")
+  in_channels_per_group = _entry("kernel_shape", 1,
+                                 "C_in // groups: the channels each output channel reads.")
 
   @property
   def out_channels_per_group(self) -> int:
+    """C_out // groups."""
     return self.kernel_shape[0] // self.groups
 
   @property
@@ -470,6 +466,61 @@ def _positive_int(value, name: str, fn: str) -> int:
   return int(value)
 
 
+def geometry_of(x_shape: Sequence[int], w_shape: Sequence[int], dtype="float32", *,
+                fn: str = "jaxconv", **conv_kwargs) -> Geometry:
+  """`make_geometry` from shapes alone (no arrays): for cost models and examples.
+
+  Example:
+    >>> from jaxconv._geometry import geometry_of
+    >>> geometry_of((1, 2, 6, 6), (4, 2, 3, 3), padding=1).out_shape
+    (1, 4, 6, 6)
+  """
+  return make_geometry(fn, _Spec(tuple(x_shape), np.dtype(dtype)),
+                       _Spec(tuple(w_shape), np.dtype(dtype)), **conv_kwargs)
+
+
+def array_shape(a, name: str, fn: str, layout: str, *, min_rank: int = 0,
+                rank: int | None = None) -> tuple[int, ...]:
+  """`a`'s static shape, checked to have `rank` (or at least `min_rank`) dims.
+
+  The `ValueError` quotes `layout`, e.g. '(N, C, *spatial) with at least one
+  spatial dim'; `_windows` checks its arrays with it too.
+  """
+  shape = shape_of(a, name, fn)
+  if len(shape) < min_rank or (rank is not None and len(shape) != rank):
+    raise ValueError(f"{fn}: `{name}` must be {layout}; got {name}.shape={shape}.")
+  return shape
+
+
+def spatial_sizes(value, name: str, fn: str) -> tuple[int, ...]:
+  """A spatial shape given as an int (1-D) or a sequence of ints -> positive ints."""
+  if is_int(value):
+    value = (value,)
+  if not isinstance(value, Sequence) or isinstance(value, str):
+    raise TypeError(
+        f"{fn}: `{name}` must be an int or a sequence of ints; got {name}={value!r}.")
+  return ntuple(tuple(value), len(value), name, fn)
+
+
+def unfold_geometry(fn, spatial, kernel_size, dilation, padding, stride):
+  """Validate `unfold`/`fold` arguments: `(kernel, dilation, pads, stride, out)`."""
+  rank = len(spatial)
+  k = ntuple(kernel_size, rank, "kernel_size", fn)
+  d = ntuple(dilation, rank, "dilation", fn)
+  s = ntuple(stride, rank, "stride", fn)
+  pads = normalize_padding(padding, spatial, k, s, d, fn)
+  if any(lo < 0 or hi < 0 for lo, hi in pads):
+    raise ValueError(f"{fn}: `padding` must be non-negative; got padding={padding!r}.")
+  padded = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pads))
+  out = out_size(padded, k, s, d)
+  if any(p < dilate_dim(kk, dd) for p, kk, dd in zip(padded, k, d)):
+    raise ValueError(
+        f"{fn}: the kernel is larger than the padded input, so there are no patches; "
+        f"got spatial shape {tuple(spatial)}, kernel_size={k}, dilation={d}, "
+        f"padding={pads}.")
+  return k, d, pads, s, out
+
+
 def _check_mode_padding(fn, mode, pads, spatial, lhs_dilation):
   if any(d != 1 for d in lhs_dilation):
     raise ValueError(
@@ -516,8 +567,7 @@ def output_shape(input_size, kernel_size, *, stride=1, padding=0, dilation=1):
     (112,)
   """
   fn = "jaxconv.output_shape"
-  sizes = (input_size,) if is_int(input_size) else tuple(input_size)
-  sizes = ntuple(sizes, len(sizes), "input_size", fn)
+  sizes = spatial_sizes(input_size, "input_size", fn)
   rank = len(sizes)
   k = ntuple(kernel_size, rank, "kernel_size", fn)
   s = ntuple(stride, rank, "stride", fn)

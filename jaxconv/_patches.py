@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._geometry import dilate_dim, out_size, is_int, shape_of, normalize_padding, ntuple
+from ._geometry import array_shape, spatial_sizes, unfold_geometry
 
 
 def kernel_offsets(kernel_size: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
@@ -97,47 +97,6 @@ def extract_patches(xp, kernel_size, dilation, stride, out_spatial):
   return build(()).reshape(n, c, math.prod(kernel_size), *out_spatial)
 
 
-def array_shape(a, name: str, fn: str, layout: str, *, min_rank: int = 0,
-                rank: int | None = None) -> tuple[int, ...]:
-  """`a`'s static shape, checked to have `rank` (or at least `min_rank`) dims.
-
-  The `ValueError` quotes `layout`, e.g. '(N, C, *spatial) with at least one
-  spatial dim'; `_windows` checks its arrays with it too.
-  """
-  shape = shape_of(a, name, fn)
-  if len(shape) < min_rank or (rank is not None and len(shape) != rank):
-    raise ValueError(f"{fn}: `{name}` must be {layout}; got {name}.shape={shape}.")
-  return shape
-
-
-def spatial_sizes(value, name: str, fn: str) -> tuple[int, ...]:
-  """A spatial shape given as an int (1-D) or a sequence of ints -> positive ints."""
-  if is_int(value):
-    value = (value,)
-  if not isinstance(value, Sequence) or isinstance(value, str):
-    raise TypeError(
-        f"{fn}: `{name}` must be an int or a sequence of ints; got {name}={value!r}.")
-  return ntuple(tuple(value), len(value), name, fn)
-
-
-def _unfold_geometry(fn, spatial, kernel_size, dilation, padding, stride):
-  rank = len(spatial)
-  k = ntuple(kernel_size, rank, "kernel_size", fn)
-  d = ntuple(dilation, rank, "dilation", fn)
-  s = ntuple(stride, rank, "stride", fn)
-  pads = normalize_padding(padding, spatial, k, s, d, fn)
-  if any(lo < 0 or hi < 0 for lo, hi in pads):
-    raise ValueError(f"{fn}: `padding` must be non-negative; got padding={padding!r}.")
-  padded = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pads))
-  out = out_size(padded, k, s, d)
-  if any(p < dilate_dim(kk, dd) for p, kk, dd in zip(padded, k, d)):
-    raise ValueError(
-        f"{fn}: the kernel is larger than the padded input, so there are no patches; "
-        f"got spatial shape {tuple(spatial)}, kernel_size={k}, dilation={d}, "
-        f"padding={pads}.")
-  return k, d, pads, s, out
-
-
 def _pad(x, pads):
   if all(p == (0, 0) for p in pads):
     return x
@@ -178,7 +137,7 @@ def unfold(x, kernel_size, *, dilation=1, padding=0, stride=1):
   fn = "jaxconv.unfold"
   shape = array_shape(x, "x", fn, "(N, C, *spatial) with at least one spatial dim",
                       min_rank=3)
-  k, d, pads, s, out = _unfold_geometry(fn, shape[2:], kernel_size, dilation, padding, stride)
+  k, d, pads, s, out = unfold_geometry(fn, shape[2:], kernel_size, dilation, padding, stride)
   x = jnp.asarray(x)
   patches = extract_patches(_pad(x, pads), k, d, s, out)
   return patches.reshape(shape[0], shape[1] * math.prod(k), math.prod(out))
@@ -230,7 +189,7 @@ def fold(cols, output_size, kernel_size, *, dilation=1, padding=0, stride=1,
   fn = "jaxconv.fold"
   shape = array_shape(cols, "cols", fn, "(N, C * prod(kernel_size), L)", rank=3)
   spatial = spatial_sizes(output_size, "output_size", fn)
-  k, d, pads, s, out = _unfold_geometry(fn, spatial, kernel_size, dilation, padding, stride)
+  k, d, pads, s, out = unfold_geometry(fn, spatial, kernel_size, dilation, padding, stride)
   kk = math.prod(k)
   if shape[1] % kk:
     raise ValueError(

@@ -294,8 +294,11 @@ def correlate(in1, in2, mode="full", method="auto", axes=None):
 
   Example:
     >>> import jax.numpy as jnp, numpy as np, jaxconv
-    >>> print(np.asarray(jaxconv.correlate(jnp.array([1, 2, 3]), jnp.array([0, 1, 2]))))
+    >>> x, h = jnp.array([1, 2, 3]), jnp.array([0, 1, 2])
+    >>> print(np.asarray(jaxconv.correlate(x, h)))     # lags -2 .. 2
     [2 5 8 3 0]
+    >>> print(np.asarray(jaxconv.correlate(x, h, mode="same")))
+    [5 8 3]
   """
   fn = "jaxconv.correlate"
   _check_mode_method(mode, method, fn)
@@ -353,13 +356,11 @@ def oaconvolve(in1, in2, mode="full", axes=None):
   Falls back to one transform where a single block is best, as scipy does.
 
   Args:
-    in1: first input.
-    in2: second input, same number of dimensions.
-    mode: 'full', 'same' or 'valid'. Default 'full'.
-    axes: axes to convolve over (default all); others broadcast.
+    in1, in2, mode, axes: as `fftconvolve` (mode default 'full', axes default
+      all, the others broadcast).
 
   Returns:
-    The convolution, in the inexact dtype of `result_type(in1, in2)`.
+    As `fftconvolve`.
 
   Raises:
     TypeError, ValueError: as `convolve`.

@@ -16,8 +16,7 @@ import math
 
 import jax.numpy as jnp
 
-from ._geometry import ntuple
-from ._patches import array_shape, spatial_sizes
+from ._geometry import array_shape, spatial_sizes, ntuple
 
 
 def _block_grid(fn: str, x, block, name: str):
@@ -181,14 +180,11 @@ def window_partition(x, window) -> jnp.ndarray:
     TypeError, ValueError: as `patchify`, with `window` for `patch_size`.
 
   Example:
-    >>> import numpy as np
-    >>> import jax.numpy as jnp
-    >>> import jaxconv
-    >>> x = jnp.arange(1.0, 17.0).reshape(1, 1, 4, 4)
-    >>> w = jaxconv.window_partition(x, 2)
-    >>> w.shape
-    (4, 1, 2, 2)
-    >>> print(np.asarray(w[1, 0]))
+    >>> import numpy as np, jax.numpy as jnp, jaxconv
+    >>> jaxconv.window_partition(jnp.zeros((2, 3, 8, 8)), 4).shape   # 4 windows each
+    (8, 3, 4, 4)
+    >>> windows = jaxconv.window_partition(jnp.arange(1.0, 17.0).reshape(1, 1, 4, 4), 2)
+    >>> print(np.asarray(windows[1, 0]))                           # top right
     [[3. 4.]
      [7. 8.]]
   """

@@ -39,11 +39,9 @@ def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
   spatial dims), `tap_elems_big` (working set over `cache_bytes`), `call`.
 
   Example:
-    >>> import jax
-    >>> from jaxconv._geometry import make_geometry
+    >>> from jaxconv._geometry import geometry_of
     >>> from jaxconv._methods import direct
-    >>> g = make_geometry("f", jax.ShapeDtypeStruct((1, 8, 16), "float32"),
-    ...                   jax.ShapeDtypeStruct((8, 1, 3), "float32"), groups=8)
+    >>> g = geometry_of((1, 8, 16), (8, 1, 3), groups=8)
     >>> direct.cost(g, "fwd+bwd", cache_bytes=1 << 20)["macs_dw"]
     336
   """

@@ -62,11 +62,9 @@ def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
   set over `cache_bytes`), `call`.
 
   Example:
-    >>> import jax
-    >>> from jaxconv._geometry import make_geometry
+    >>> from jaxconv._geometry import geometry_of
     >>> from jaxconv._methods import im2col
-    >>> g = make_geometry("f", jax.ShapeDtypeStruct((1, 2, 6, 6), "float32"),
-    ...                   jax.ShapeDtypeStruct((4, 2, 3, 3), "float32"))
+    >>> g = geometry_of((1, 2, 6, 6), (4, 2, 3, 3))
     >>> im2col.cost(g, "fwd+bwd", cache_bytes=1 << 20)["patch"]
     288
   """

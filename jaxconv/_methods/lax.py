@@ -30,11 +30,9 @@ def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
   (the same when the working set exceeds `cache_bytes`), `call` (1).
 
   Example:
-    >>> import jax
-    >>> from jaxconv._geometry import make_geometry
+    >>> from jaxconv._geometry import geometry_of
     >>> from jaxconv._methods import lax as lax_method
-    >>> g = make_geometry("f", jax.ShapeDtypeStruct((1, 2, 6, 6), "float32"),
-    ...                   jax.ShapeDtypeStruct((4, 2, 3, 3), "float32"))
+    >>> g = geometry_of((1, 2, 6, 6), (4, 2, 3, 3))
     >>> lax_method.cost(g, "fwd+bwd", cache_bytes=1 << 20)["macs_dense"]
     1152
   """

@@ -82,11 +82,9 @@ def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
   the working set exceeds `cache_bytes`), `call`.
 
   Example:
-    >>> import jax
-    >>> from jaxconv._geometry import make_geometry
+    >>> from jaxconv._geometry import geometry_of
     >>> from jaxconv._methods import toeplitz
-    >>> g = make_geometry("f", jax.ShapeDtypeStruct((1, 2, 6, 6), "float32"),
-    ...                   jax.ShapeDtypeStruct((4, 2, 3, 3), "float32"))
+    >>> g = geometry_of((1, 2, 6, 6), (4, 2, 3, 3))
     >>> toeplitz.cost(g, "fwd+bwd", cache_bytes=1 << 20)["matrix"] == toeplitz.matrix_elements(g)
     True
   """
