@@ -1,10 +1,12 @@
 """jaxconv: pure, differentiable convolutions for JAX, computed several ways.
 
 One call, `jaxconv.conv(x, w, ..., method=...)`, computes the same convolution
-with XLA's native convolution ('lax'), shift-and-add ('direct') or patches +
-GEMM ('im2col'); every method is differentiable to any order, `jit`/`vmap`
-safe, and checked against `jax.lax.conv_general_dilated`
-(`jaxconv.testing.check_against_lax`).
+with XLA's native convolution ('lax'), shift-and-add ('direct'), patches +
+GEMM ('im2col'), block-Toeplitz matrices ('toeplitz') or the FFT ('fft'), or
+lets `method="auto"` (a cost model) or `"autotune"` (timing) choose; the
+methods are listed by `jaxconv.method_names()`. Every method is
+differentiable to any order, `jit`/`vmap` safe, and checked against
+`jax.lax.conv_general_dilated` (`jaxconv.testing.check_against_lax`).
 """
 
 from . import kernels as kernels

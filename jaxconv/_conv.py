@@ -119,8 +119,10 @@ def conv(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1,
     flip: True computes the true convolution (kernel flipped in every spatial
       dim, seed 001); False the cross-correlation deep learning calls
       convolution. Default False.
-    method: 'auto', 'lax', 'direct', 'im2col' (and any other registered
-      method). Default 'auto'.
+    method: 'auto' (a cost model picks; see `jaxconv.select_method`),
+      'autotune' (times the candidates once per shape), or one of
+      `jaxconv.method_names()`: 'lax', 'direct', 'im2col', 'toeplitz',
+      'fft'. Default 'auto'.
     precision: as lax's `precision`, passed to every contraction.
 
   Returns:

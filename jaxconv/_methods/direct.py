@@ -18,7 +18,7 @@ import numpy as np
 from .._geometry import Geometry
 from .._padding import pad_and_dilate
 from .._patches import window_slices
-from .common import (acc_dtype, check_pass, grouped_matmul, out_dtype,
+from .common import (acc_dtype, check_pass, grouped_matmul, itemsize, out_dtype,
                      padded_input_bytes, sizes, unrolled_taps_reason, working_set_bytes)
 
 
@@ -60,9 +60,14 @@ def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
 
 
 def temp_bytes(g: Geometry) -> int:
-  """The padded input, the running sum and one tap's term (accumulation dtype)."""
+  """The padded input, the running sum and one tap's term (accumulation dtype);
+  with a channel contraction also every tap's window: XLA:CPU merges the
+  per-tap GEMMs into one over the concatenated windows (measured with
+  `memory_analysis()`, tests/test_method_contract.py)."""
+  s = sizes(g)
   acc = np.dtype(acc_dtype(g)).itemsize
-  return padded_input_bytes(g) + 2 * acc * sizes(g)["y"]
+  windows = s["windows"] * s["taps"] if g.in_channels_per_group > 1 else 0
+  return padded_input_bytes(g) + 2 * acc * s["y"] + itemsize(g) * windows
 
 
 def conv(x, w, g: Geometry):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from jax import lax
 
 from .._geometry import Geometry
-from .common import check_pass, padded_input_bytes, sizes, working_set_bytes
+from .common import acc_dtype, check_pass, padded_input_bytes, sizes, working_set_bytes
 
 
 def supports(g: Geometry, purpose: str = "call") -> str | None:
@@ -55,8 +56,10 @@ def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
 
 
 def temp_bytes(g: Geometry) -> int:
-  """XLA pads in place of a copy where it can; at most the padded input."""
-  return padded_input_bytes(g)
+  """At most the padded input and an output-sized buffer (XLA:CPU writes a
+  1x1 convolution's GEMM result in its own layout, then transposes it)."""
+  acc = np.dtype(acc_dtype(g)).itemsize
+  return padded_input_bytes(g) + acc * sizes(g)["y"]
 
 
 def conv(x, w, g: Geometry):

@@ -30,9 +30,9 @@ Rules (the plan for a geometry is `plan(g)`; `plan(g).describe()` prints it):
 * **Overlap-add** is chosen per axis by a flop/memory-traffic estimate
   (`plans.cost`) when the input is much longer than the kernel:
   blocks of `hop` samples, transforms of `hop + taps - 1`, kernel spectrum of
-  block size. When all blocks' spectra together would exceed 64 MiB they are
-  processed by `lax.map` in groups of about 16 MiB, so temporaries stay
-  O(block group) instead of O(input).
+  block size. When all blocks' spectra together would exceed 16 MiB they are
+  processed by a `lax.scan` over groups of about 4 MiB (`plans.chunked`), so
+  temporaries stay O(block group) instead of O(input).
 * **Dtypes.** Transforms run in float32/complex64, or float64/complex128 for
   64-bit inputs or `preferred_element_type`; float16/bfloat16 are computed in
   float32. The result is cast to lax's output dtype. Integer and bool inputs

@@ -1,0 +1,83 @@
+"""The method contract (`jaxconv/_methods/__init__.py`): every registered
+method provides it, its cost features are what the cost model reads, and its
+`temp_bytes` estimate bounds what XLA actually allocates."""
+
+from __future__ import annotations
+
+import inspect
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from jaxconv import _select
+from jaxconv._geometry import geometry_of
+from jaxconv._methods import HOOKS, METHODS, REQUIRED, hook, missing, supporting
+from jaxconv._methods.common import PASSES, PURPOSES, UNROLLED_TAP_CAPS
+
+GEOMETRIES = {
+    "dense-3x3": ((4, 16, 32, 32), (16, 16, 3, 3), dict(padding=1)),
+    "depthwise-7x7": ((2, 32, 40, 40), (32, 1, 7, 7), dict(padding=3, groups=32)),
+    "strided-5x5": ((2, 8, 30, 30), (16, 8, 5, 5), dict(stride=2, padding=2)),
+    "1d-long": ((1, 8, 2048), (8, 1, 65), dict(padding="SAME", groups=8)),
+    "1x1": ((2, 32, 16, 16), (64, 32, 1, 1), {}),
+    "3d": ((2, 4, 12, 12, 12), (4, 4, 3, 3, 3), dict(padding=1)),
+}
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_method_provides_the_contract(name):
+  module = METHODS[name]
+  assert missing(module) == []
+  assert list(inspect.signature(module.supports).parameters) == ["g", "purpose"]
+  g = geometry_of((1, 2, 9), (3, 2, 3))
+  for purpose in PURPOSES:
+    assert module.supports(g, purpose) is None
+  for pass_ in PASSES:
+    feats = module.cost(g, pass_, cache_bytes=1 << 20)
+    assert feats and all(v >= 0 for v in feats.values())
+    assert feats.get("call") == 1
+  with pytest.raises(ValueError, match=rf"method {name!r} has no cost for pass_='dx'"):
+    module.cost(g, "dx", cache_bytes=1 << 20)
+  assert isinstance(module.temp_bytes(g), int)
+
+
+def test_missing_names_what_a_module_lacks():
+  half = type("Half", (), {"supports": staticmethod(lambda g, purpose="call": None)})
+  assert missing(half) == [f for f in REQUIRED if f != "supports"]
+
+
+def test_hooks_are_declared_by_defining_all_their_functions():
+  providers = {name for name in METHODS if hook(name, "periodic") is not None}
+  assert providers == {"fft"}
+  for name in providers:
+    assert all(callable(getattr(METHODS[name], f)) for f in HOOKS["periodic"])
+
+
+def test_caps_live_with_the_methods_and_depend_on_the_purpose():
+  g = geometry_of((1, 1, 4096), (1, 1, 300))          # 300 taps
+  assert UNROLLED_TAP_CAPS["calibrate"] < UNROLLED_TAP_CAPS["auto"] < 300
+  assert 300 <= UNROLLED_TAP_CAPS["call"]
+  assert {"direct", "im2col"} <= set(supporting(g, "call"))
+  assert not {"direct", "im2col"} & set(supporting(g, "auto"))
+  assert "direct" not in _select.estimate(g, "cpu")
+  assert "300 > 256 taps for auto" in METHODS["direct"].supports(g, "auto")
+
+
+@pytest.mark.parametrize("case", list(GEOMETRIES))
+def test_temp_bytes_bounds_what_xla_allocates(case):
+  """XLA's forward temp bytes (`memory_analysis()`) are at most 2x each
+  method's estimate, and the estimate is not far above them (8x + 1 MiB)."""
+  if jax.default_backend() != "cpu":
+    pytest.skip("the estimates are measured against XLA:CPU's buffer assignment")
+  x_shape, w_shape, kw = GEOMETRIES[case]
+  g = geometry_of(x_shape, w_shape, **kw)
+  x = jax.ShapeDtypeStruct(x_shape, jnp.float32)
+  w = jax.ShapeDtypeStruct(w_shape, jnp.float32)
+  for name in supporting(g):
+    conv = METHODS[name].conv
+    compiled = jax.jit(lambda x, w: conv(x, w, g)).lower(x, w).compile()
+    actual = compiled.memory_analysis().temp_size_in_bytes
+    estimate = METHODS[name].temp_bytes(g)
+    assert actual <= 2 * estimate + (64 << 10), (name, actual, estimate)
+    assert estimate <= 8 * actual + (1 << 20), (name, actual, estimate)
