@@ -42,22 +42,10 @@ DATA_FILE = "_data/cost_model.json"
 PERIODIC = " (periodic)"
 """Suffix of a candidate that is a method's periodic hook (circular padding)."""
 
-# Hand-set, NOT measured: the profile for backends without calibrated
-# constants (GPU/TPU until someone runs bench/calibrate.py there). Their
-# native convolution has no known weak spot, so lax is rated at the same
-# speed per multiply-add as a GEMM, every other method at least as slow per
-# unit of work, and FFT arithmetic (transforms, small complex contractions)
-# at a small fraction of GEMM speed: only a much smaller FFT workload (large
-# kernels, long filters) moves the choice away from lax. Units as in the
-# JSON: nanoseconds per unit of each feature.
-GENERIC_PROFILE = {
-    "lax": {"macs_dense": 3.0e-3, "macs_grouped": 3.0e-3, "call": 2.0e4},
-    "direct": {"macs_gemm": 3.0e-3, "macs_dw": 3.0e-3, "tap_elems": 1.5e-3, "call": 2.0e4},
-    "im2col": {"macs_gemm": 3.0e-3, "macs_gemv": 3.0e-3, "patch": 1.5e-3, "call": 2.0e4},
-    "toeplitz": {"band_macs": 3.0e-3, "matrix": 1.5e-3, "call": 2.0e4},
-    "fft": {"transform": 2.0e-2, "contract": 0.1, "contract_dw": 0.1,
-            "spectra": 2.0e-2, "call": 4.0e4},
-}
+GENERIC_PROFILE = {name: m.GENERIC_COEFFICIENTS for name, m in METHODS.items()
+                   if hasattr(m, "GENERIC_COEFFICIENTS")}
+"""The profile for backends without calibrated constants: each method's own
+hand-set `GENERIC_COEFFICIENTS` (not measured; they favour lax)."""
 
 
 def features(g: Geometry, cache_bytes: int = DEFAULT_CACHE_BYTES, pass_: str = PASSES[0]

@@ -26,6 +26,7 @@ from jax import lax
 
 from . import _conv
 from ._geometry import Geometry, make_geometry
+from ._methods import METHODS
 from ._padding import pad_mode
 
 HIGHEST = lax.Precision.HIGHEST
@@ -37,9 +38,20 @@ RTOL = {
     "float16": 2e-3,
     "bfloat16": 1.6e-2,
 }
-# Extra factor per method (FFT rounding grows with log2 of the transform size).
-METHOD_FACTOR = {"fft": "log2"}
 _LOW = ("float16", "bfloat16")
+
+
+def rounding(method: str) -> str:
+  """How `method`'s rounding error grows: 'sum' (with the reduction length,
+  exact on small integers) or 'transform' (also with log2 of the transform
+  size: the FFT), as the method declares (`ROUNDING`, default 'sum').
+
+  Example:
+    >>> from jaxconv.testing import rounding
+    >>> rounding("fft"), rounding("im2col"), rounding("auto")
+    ('transform', 'sum', 'sum')
+  """
+  return getattr(METHODS.get(method), "ROUNDING", "sum")
 
 
 def tolerance(method: str, dtype, g: Geometry) -> float:
@@ -52,7 +64,8 @@ def tolerance(method: str, dtype, g: Geometry) -> float:
 
   Returns:
     `RTOL[dtype] * sqrt(L)`, where `L` is the longest sum in the forward or
-    backward pass, times `log2` of the padded size for FFT methods.
+    backward pass, times `log2` of the padded size for methods whose rounding
+    grows with a transform (`rounding`).
 
   Example:
     >>> import jax, jaxconv.testing as t
@@ -71,7 +84,7 @@ def tolerance(method: str, dtype, g: Geometry) -> float:
   reduction = max(g.in_channels_per_group * taps, g.out_channels_per_group * taps,
                   g.batch * math.prod(g.out_spatial))
   rtol = RTOL[name] * math.sqrt(reduction)
-  if METHOD_FACTOR.get(method) == "log2":
+  if rounding(method) == "transform":
     rtol *= max(1.0, math.log2(math.prod(g.padded_spatial)))
   return rtol
 

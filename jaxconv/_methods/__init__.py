@@ -25,6 +25,15 @@ through this registry and these names. Every method provides:
 * `temp_bytes(g) -> int`: an estimate of the peak temporary bytes of its
   forward pass (what it materialises besides inputs and outputs).
 
+Optional attributes:
+
+* `GENERIC_COEFFICIENTS`: hand-set coefficients of its features for backends
+  without a calibrated profile (without them `auto` ranks it only where a
+  profile was measured).
+* `ROUNDING`: 'sum' (default: error grows with the reduction length, exact on
+  small integers) or 'transform' (also with log2 of the transform size); read
+  by `jaxconv.testing.tolerance`.
+
 Optional hooks, declared by defining all the functions of the hook:
 
 * periodic (`padding_mode='circular'` without a wrap-padded copy):

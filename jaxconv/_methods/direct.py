@@ -22,6 +22,12 @@ from .common import (acc_dtype, check_pass, grouped_matmul, itemsize, out_dtype,
                      padded_input_bytes, sizes, unrolled_taps_reason, working_set_bytes)
 
 
+GENERIC_COEFFICIENTS = {"macs_gemm": 3.0e-3, "macs_dw": 3.0e-3, "tap_elems": 1.5e-3, "call": 2.0e4}
+"""Hand-set, NOT measured: nanoseconds per unit of each `cost` feature on
+backends without a calibrated profile (GPU/TPU until someone runs
+`python -m bench.calibrate` there): at least as slow per unit of work as lax's convolution."""
+
+
 def supports(g: Geometry, purpose: str = "call") -> str | None:
   """Any padding, stride, dilation or groups; capped in kernel taps
   (`common.UNROLLED_TAP_CAPS`, by purpose)."""

@@ -39,6 +39,12 @@ def patch_elements(g: Geometry) -> int:
   return 0 if _is_gemm_1x1(g) else sizes(g)["windows"] * math.prod(g.kernel_size)
 
 
+GENERIC_COEFFICIENTS = {"macs_gemm": 3.0e-3, "macs_gemv": 3.0e-3, "patch": 1.5e-3, "call": 2.0e4}
+"""Hand-set, NOT measured: nanoseconds per unit of each `cost` feature on
+backends without a calibrated profile (GPU/TPU until someone runs
+`python -m bench.calibrate` there): at least as slow per unit of work as lax's convolution."""
+
+
 def supports(g: Geometry, purpose: str = "call") -> str | None:
   """Any padding, stride, dilation or groups, while the patch tensor is small
   enough; capped in kernel taps (`common.UNROLLED_TAP_CAPS`, by purpose)."""

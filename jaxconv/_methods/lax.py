@@ -11,6 +11,13 @@ from .._geometry import Geometry
 from .common import acc_dtype, check_pass, padded_input_bytes, sizes, working_set_bytes
 
 
+GENERIC_COEFFICIENTS = {"macs_dense": 3.0e-3, "macs_grouped": 3.0e-3, "call": 2.0e4}
+"""Hand-set, NOT measured: nanoseconds per unit of each `cost` feature on
+backends without a calibrated profile (GPU/TPU until someone runs
+`python -m bench.calibrate` there): its native convolution has no known weak spot off the CPU: as fast per
+multiply-add as a GEMM."""
+
+
 def supports(g: Geometry, purpose: str = "call") -> str | None:
   """XLA's convolution handles every geometry, for every purpose."""
   del g, purpose

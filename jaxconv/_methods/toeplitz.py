@@ -57,6 +57,12 @@ def matrix_elements(g: Geometry) -> int:
           * g.out_channels_per_group * g.out_spatial[-1])
 
 
+GENERIC_COEFFICIENTS = {"band_macs": 3.0e-3, "matrix": 1.5e-3, "call": 2.0e4}
+"""Hand-set, NOT measured: nanoseconds per unit of each `cost` feature on
+backends without a calibrated profile (GPU/TPU until someone runs
+`python -m bench.calibrate` there): at least as slow per unit of work as lax's convolution."""
+
+
 def supports(g: Geometry, purpose: str = "call") -> str | None:
   """Every geometry whose block-Toeplitz matrices fit `MAX_MATRIX_ELEMENTS`,
   for every purpose."""

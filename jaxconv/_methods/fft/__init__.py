@@ -69,6 +69,18 @@ __all__ = ["supports", "conv", "cost", "temp_bytes", "plan", "periodic_supports"
            "periodic_conv", "periodic_cost", "fast_len", "plan_conv", "run", "Plan"]
 
 
+GENERIC_COEFFICIENTS = {"transform": 2.0e-2, "contract": 0.1, "contract_dw": 0.1,
+                        "spectra": 2.0e-2, "call": 4.0e4}
+"""Hand-set, NOT measured: nanoseconds per unit of each `cost` feature on
+backends without a calibrated profile (GPU/TPU until someone runs
+`python -m bench.calibrate` there): transforms and small complex contractions at a small fraction of GEMM
+speed, so only a much smaller FFT workload (large kernels, long filters) wins."""
+
+ROUNDING = "transform"
+"""Rounding error grows with log2 of the transform size, not only with the
+reduction length (`jaxconv.testing.tolerance`); inexact even on small integers."""
+
+
 def supports(g: Geometry, purpose: str = "call") -> str | None:
   """Floating-point and complex inputs of any geometry; not integers."""
   del purpose
