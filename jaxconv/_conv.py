@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _autotune, _select
+from . import _autotune, _select, _spmd
 from ._geometry import (Geometry, make_geometry, make_lax_geometry,
                         make_transpose_geometry, shape_of)
 from ._methods import METHODS, hook, supporting
@@ -76,12 +76,17 @@ def _add_bias(y, b):
 
 
 def _run(x, w, b, g: Geometry, method: str, fn: str):
-  """The shared tail: flip, method choice, padding mode, the method, bias."""
+  """The shared tail: flip, method choice, padding mode, the method, bias.
+
+  On a mesh the method may run per device (`_spmd`): then `auto` ranks the
+  methods by the per-device geometry.
+  """
   x, w = jnp.asarray(x), jnp.asarray(w)
   if g.flip:
     w = jnp.flip(w, axis=tuple(range(2, w.ndim)))
   if method == AUTO:
-    method, _ = _select.select(g)
+    local = _spmd.plan(x, g)
+    method, _ = _select.select(g if local is None else local.local)
   periodic = method.endswith(_select.PERIODIC)
   if periodic:  # auto picked a periodic hook
     method = method[:-len(_select.PERIODIC)]
@@ -90,14 +95,22 @@ def _run(x, w, b, g: Geometry, method: str, fn: str):
   if periodic:
     # One periodic transform of the input's own size: no wrap-padded copy.
     _check_supported(method, g, fn, periodic=True)
-    return _add_bias(_compiled(hook(method, "periodic").periodic_conv)(x, w, g), b)
+    return _add_bias(_call(hook(method, "periodic").periodic_conv, method, x, w, g), b)
   if g.padding_mode != "zeros":
     x = pad_mode(x, g.padding, g.padding_mode)
     g = method_geometry(g)
   if method == AUTOTUNE:
     method = _autotune.choose(g)
   _check_supported(method, g, fn)
-  return _add_bias(_compiled(METHODS[method].conv)(x, w, g), b)
+  return _add_bias(_call(METHODS[method].conv, method, x, w, g), b)
+
+
+def _call(conv, method: str, x, w, g: Geometry):
+  """`conv(x, w, g)` compiled once per geometry, per device on a mesh (`_spmd`)."""
+  p = _spmd.plan(x, g, gspmd_partitions=getattr(METHODS[method], "GSPMD_PARTITIONS", False))
+  if p is None:
+    return _compiled(conv)(x, w, g)
+  return _spmd.run(_compiled(conv), x, w, p)
 
 
 def conv(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1,
@@ -232,7 +245,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
     batch_group_count: batch groups (used by grouped weight gradients).
     precision: as lax's.
     preferred_element_type: accumulation and output dtype, as lax's.
-    out_sharding: as lax's: a sharding constraint put on the result.
+    out_sharding: as lax's: the result's sharding, naming Explicit mesh axes
+      only.
     method: 'auto' or a method name. Keyword only.
 
   Returns:
@@ -253,6 +267,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   """
   fn = "jaxconv.conv_general_dilated"
   _check_method(method, fn)
+  if out_sharding is not None:
+    _spmd.check_out_sharding(out_sharding, fn)
   call = make_lax_geometry(fn, lhs, rhs, window_strides, padding, lhs_dilation,
                            rhs_dilation, dimension_numbers, feature_group_count,
                            batch_group_count, precision, preferred_element_type)
@@ -263,7 +279,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
     x = _batch_groups_to_feature_groups(x, call.batch_group_count)
   y = jnp.transpose(_run(x, w, None, g, method, fn), np.argsort(dnums.out_spec))
   if out_sharding is not None:
-    y = jax.lax.with_sharding_constraint(y, out_sharding)
+    y = _spmd.constrain(y, out_sharding)
   return y
 
 

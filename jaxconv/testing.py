@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -262,3 +263,59 @@ def check_against_lax(method, x_shape, w_shape, dtype=jnp.float32, *, transpose=
         f"method={method!r} disagrees with lax for x{tuple(x_shape)} w{tuple(w_shape)} "
         f"{dtype.name} {conv_kwargs}: {lines}")
   return results
+
+
+# --- collectives in compiled programs (sharding checks) ----------------------------
+
+COLLECTIVE_KINDS = ("all-gather", "all-reduce", "all-to-all", "collective-permute",
+                    "reduce-scatter")
+_COLLECTIVE = re.compile(
+    r"=\s*(?P<shape>.+?)\s+(?P<kind>" + "|".join(COLLECTIVE_KINDS) + r")(?:-start)?\(")
+_ARRAY = re.compile(r"[a-z]+[0-9]*\[([0-9,]*)\]")
+
+
+@dataclasses.dataclass(frozen=True)
+class Collective:
+  """One collective of a compiled XLA program.
+
+  Attributes:
+    kind: one of `COLLECTIVE_KINDS`.
+    elements: elements of its result (all operands of a tuple together).
+    line: the HLO instruction, for the error message.
+  """
+
+  kind: str
+  elements: int
+  line: str
+
+
+def collectives(hlo_text: str) -> list[Collective]:
+  """The collectives of a compiled program's HLO text, with their sizes.
+
+  Use it on `jax.jit(f).lower(*args).compile().as_text()` to check that a
+  sharded convolution stays local: e.g. no collective at all in a
+  data-parallel forward pass, and an all-reduce of at most `|w| + |b|`
+  elements in its backward pass. Asynchronous pairs count once (the
+  `-start` half).
+
+  Args:
+    hlo_text: the text of a compiled (post-SPMD-partitioning) HLO module.
+
+  Returns:
+    One `Collective` per collective instruction, in program order.
+
+  Example:
+    >>> from jaxconv.testing import collectives
+    >>> hlo = "%ar = f32[4,3]{1,0} all-reduce(f32[4,3]{1,0} %dw), replica_groups={}"
+    >>> [(c.kind, c.elements) for c in collectives(hlo)]
+    [('all-reduce', 12)]
+  """
+  out = []
+  for line in hlo_text.splitlines():
+    m = _COLLECTIVE.search(line)
+    if m is None:
+      continue
+    elements = sum(math.prod(int(d) for d in dims.split(",") if d) if dims else 1
+                   for dims in _ARRAY.findall(m.group("shape")))
+    out.append(Collective(m.group("kind"), elements, line.strip()))
+  return out

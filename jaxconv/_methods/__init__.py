@@ -30,6 +30,12 @@ Optional attributes:
 * `GENERIC_COEFFICIENTS`: hand-set coefficients of its features for backends
   without a calibrated profile (without them `auto` ranks it only where a
   profile was measured).
+* `GSPMD_PARTITIONS`: True when XLA's SPMD propagation alone keeps it local
+  on a batch-sharded input on Auto mesh axes, with a weight-gradient
+  all-reduce of `|w|` (only lax's own convolution). Default False: jaxconv
+  runs the method per device (`jaxconv._spmd`) on every mesh, since XLA
+  cannot split an FFT and all-reduces whatever a method builds from `w`
+  (Toeplitz matrices, broadcast kernels, spectra) instead of `dw`.
 * `ROUNDING`: 'sum' (default: error grows with the reduction length, exact on
   small integers) or 'transform' (also with log2 of the transform size); read
   by `jaxconv.testing.tolerance`.

@@ -18,6 +18,11 @@ backends without a calibrated profile (GPU/TPU until someone runs
 multiply-add as a GEMM."""
 
 
+GSPMD_PARTITIONS = True
+"""XLA's SPMD partitioner splits its own convolution along the batch with a
+weight-gradient all-reduce of `|w|`: on Auto mesh axes it needs no help."""
+
+
 def supports(g: Geometry, purpose: str = "call") -> str | None:
   """XLA's convolution handles every geometry, for every purpose."""
   del g, purpose
