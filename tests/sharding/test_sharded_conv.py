@@ -39,8 +39,8 @@ CASES = {
                       dict(padding="SAME", stride=2), False),
     "k4-SAME-s2-P2": ((1, 2, 16), (2, 2, 4), {"x": 2}, None, ("x",),
                       dict(padding="SAME", stride=2), False),
-    "k5-VALID-s2-P2": ((1, 2, 16), (2, 2, 5), {"x": 2}, None, ("x",),
-                       dict(padding="VALID", stride=2), False),
+    "k5-VALID-s2-groups2-P2": ((1, 2, 16), (2, 1, 5), {"x": 2}, None, ("x",),
+                               dict(padding="VALID", stride=2, groups=2), False),
     "k4-d2-VALID-s3-P2": ((1, 1, 16), (1, 1, 4), {"x": 2}, None, ("x",),
                           dict(padding="VALID", stride=3, dilation=2), False),
     # Dilation 2 and padding modes.
@@ -121,20 +121,22 @@ def test_against_conv(case):
 
 def test_second_order():
   """Second order in x and w, forward and reverse, across a multi-hop halo."""
-  x, w, _ = _arrays((1, 1, 16), (1, 1, 5), False)
-  mesh = _mesh({"x": 8})
+  x, w, _ = _arrays((1, 1, 8), (1, 1, 5), False)
+  mesh = _mesh({"x": 4})  # 2 rows per shard, 3 rows of left padding: two hops
   f = jax.jit(lambda x, w: jaxconv.sharded_conv(
-      x, w, mesh=mesh, spatial_axes=("x",), padding=((5, 7),), padding_mode="replicate"))
+      x, w, mesh=mesh, spatial_axes=("x",), padding=((3, 5),), padding_mode="replicate"))
   with jax.sharding.set_mesh(mesh):
     check_grads(f, (x, w), order=2, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6)
 
 
-def test_current_mesh_and_auto_axes():
-  """mesh=None reads the mesh entered with set_mesh; Auto axes work too."""
+@pytest.mark.parametrize("axis_type", ["Explicit", "Auto"])
+def test_current_mesh(axis_type):
+  """mesh=None reads the mesh entered with set_mesh, of either axis type."""
   x, w, _ = _arrays((2, 1, 16), (1, 1, 3), False)
-  mesh = _mesh({"b": 2, "x": 4}, axis_types=(jax.sharding.AxisType.Auto,) * 2)
+  mesh = _mesh({"b": 2, "x": 4}, axis_types=(getattr(jax.sharding.AxisType, axis_type),) * 2)
   with jax.sharding.set_mesh(mesh):
-    y = jaxconv.sharded_conv(x, w, batch_axis="b", spatial_axes=("x",), padding=1)
+    y = jax.jit(lambda x, w: jaxconv.sharded_conv(
+        x, w, batch_axis="b", spatial_axes=("x",), padding=1))(x, w)
   np.testing.assert_allclose(y, jaxconv.conv(x, w, padding=1), **TOL)
   assert y.sharding.is_equivalent_to(NamedSharding(mesh, P("b", None, "x")), 3)
 
