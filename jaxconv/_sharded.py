@@ -328,6 +328,8 @@ def sharded_conv(x, w, b=None, *, mesh=None, batch_axis=None, spatial_axes=None,
 
 
 def _shard_body(x, w, b=None, *, plans, mode, local):
+  """On one shard: the halo of each split dim in turn (the second exchanges the
+  first's halo too, so corners arrive), then `conv` on the slab."""
   for p in plans:
     x = _halo(x, p, mode)
   return conv(x, w, b, **local)

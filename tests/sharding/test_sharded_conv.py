@@ -61,6 +61,9 @@ CASES = {
                             dict(padding=((9, 3),), padding_mode="circular"), False),
     "wide-replicate-k5-P8": ((1, 1, 16), (2, 1, 5), {"x": 8}, None, ("x",),
                              dict(padding=((5, 7),), padding_mode="replicate"), False),
+    "wide-reflect-k7-d2-P4": ((1, 1, 16), (1, 1, 7), {"x": 4}, None, ("x",),
+                              dict(padding=((3, 1),), dilation=2, padding_mode="reflect"),
+                              False),  # shard 1 reads a reflected row: shard 0 sends it
     # Flip, method, batch over a second mesh axis.
     "flip-direct-batch-2x4": ((4, 2, 8), (2, 2, 3), {"b": 2, "x": 4}, "b", ("x",),
                               dict(padding=1, flip=True, method="direct"), True),
