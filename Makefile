@@ -21,7 +21,8 @@ $(VENV)/.stamp-bench: pyproject.toml | $(VENV)/bin/python
 
 test: $(VENV)/.stamp-test
 	$(PY) -m pytest --doctest-modules jaxconv -q
-	$(PY) -m pytest tests -q -n $(PYTEST_WORKERS)
+	$(PY) -m pytest tests -q -n $(PYTEST_WORKERS) --ignore=tests/sharding
+	$(PY) -m pytest tests/sharding -q
 
 bench: $(VENV)/.stamp-bench
 	$(PY) -m bench --quick

@@ -26,6 +26,7 @@ from ._operator import conv_operator as conv_operator
 from ._patches import fold as fold
 from ._patches import unfold as unfold
 from ._select import select_method as select_method
+from ._sharded import sharded_conv as sharded_conv
 from ._signal import convolve as convolve
 from ._signal import correlate as correlate
 from ._signal import fftconvolve as fftconvolve
@@ -57,6 +58,7 @@ __all__ = [
     "output_shape",
     "patchify",
     "select_method",
+    "sharded_conv",
     "toeplitz_matrix",
     "unfold",
     "unpatchify",

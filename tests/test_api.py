@@ -12,7 +12,7 @@ def test_public_surface():
       "patchify", "unpatchify", "window_partition", "window_reverse", "method_names",
       "conv_matrix", "conv_operator", "toeplitz_matrix", "circulant_matrix", "convolve",
       "correlate", "fftconvolve", "oaconvolve", "next_fast_len", "select_method",
-      "clear_autotune_cache"}
+      "clear_autotune_cache", "sharded_conv"}
   for name in jaxconv.__all__:
     assert not name.startswith("_")
     assert getattr(jaxconv, name).__doc__, name
