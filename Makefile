@@ -22,7 +22,7 @@ $(VENV)/.stamp-bench: pyproject.toml | $(VENV)/bin/python
 test: $(VENV)/.stamp-test
 	$(PY) -m pytest --doctest-modules jaxconv -q
 	$(PY) -m pytest tests -q -n $(PYTEST_WORKERS) --ignore=tests/sharding
-	$(PY) -m pytest tests/sharding -q
+	$(PY) -m pytest tests/sharding -q -n $(PYTEST_WORKERS)
 
 bench: $(VENV)/.stamp-bench
 	$(PY) -m bench --quick

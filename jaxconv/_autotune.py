@@ -238,6 +238,12 @@ def time_candidates(g: Geometry, methods: list[str]) -> dict[str, float]:
 def choose(g: Geometry) -> str:
   """The autotuned method for `g`: from memory, else the file, else by timing.
 
+  A failed candidate is never recorded; when no candidate can be timed, or
+  under a mesh (where the eager timing would not be the per-device program),
+  it returns `auto`'s choice and writes nothing. `g` is the per-device
+  geometry on a mesh (`jaxconv._spmd`), so a tune made on one device serves
+  the same per-device shape under a mesh.
+
   Raises:
     ValueError: `$JAXCONV_AUTOTUNE_CACHE` names a directory.
   """
@@ -251,8 +257,17 @@ def choose(g: Geometry) -> str:
       and METHODS[entry["method"]].supports(g, "auto") is None):
     _memory[key] = entry["method"]
     return entry["method"]
+  if not jax.sharding.get_abstract_mesh().empty:
+    # On a mesh (set_mesh, inside shard_map) the eager timing would run the
+    # global program, or not at all: use auto's choice and leave the cache alone.
+    return _select.select(g)[0]
   times = time_candidates(g, candidates(g))
-  method = min(times, key=times.get) if times else "lax"
+  if not times:
+    method, _ = _select.select(g)
+    warnings.warn(f"jaxconv autotune: no candidate could be timed on {key}; using "
+                  f"method='auto''s choice {method!r}, nothing is cached.", stacklevel=2)
+    return method
+  method = min(times, key=times.get)
   _memory[key] = method
   _write(path, key, {
       "method": method, "seconds": {m: float(f"{t:.4g}") for m, t in times.items()},

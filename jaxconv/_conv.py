@@ -100,7 +100,8 @@ def _run(x, w, b, g: Geometry, method: str, fn: str):
     x = pad_mode(x, g.padding, g.padding_mode)
     g = method_geometry(g)
   if method == AUTOTUNE:
-    method = _autotune.choose(g)
+    local = _spmd.plan(x, g)
+    method = _autotune.choose(g if local is None else local.local)
   _check_supported(method, g, fn)
   return _add_bias(_call(METHODS[method].conv, method, x, w, g), b)
 

@@ -282,3 +282,28 @@ def test_key_names_the_geometry():
 def test_unknown_method_error_lists_autotune():
   with pytest.raises(ValueError, match=r"expected one of 'auto', 'lax', .*'autotune'\."):
     jaxconv.conv(jnp.ones((1, 1, 4)), jnp.ones((1, 1, 2)), method="tune")
+
+
+def test_when_every_candidate_fails_auto_decides_and_nothing_is_cached(monkeypatch, cache_file):
+  monkeypatch.setattr(_autotune, "time_candidates", lambda g, methods: {})
+  x = jax.ShapeDtypeStruct((1, 2, 12), jnp.float32)
+  w = jax.ShapeDtypeStruct((2, 2, 3), jnp.float32)
+  g = _geom(x, w)
+  with pytest.warns(UserWarning, match=r"no candidate could be timed .*nothing is cached"):
+    assert _autotune.choose(g) == _select.select(g)[0]
+  assert _autotune.cache_key(g) not in _autotune._memory
+  assert not cache_file.exists() or _autotune.cache_key(g) not in json.loads(
+      cache_file.read_text())
+
+
+def test_under_a_mesh_autotune_uses_auto_and_leaves_the_cache(monkeypatch, cache_file):
+  monkeypatch.setattr(_autotune, "time_candidates",
+                      lambda g, methods: pytest.fail("must not time under a mesh"))
+  x = jax.ShapeDtypeStruct((2, 2, 12), jnp.float32)
+  w = jax.ShapeDtypeStruct((2, 2, 3), jnp.float32)
+  g = _geom(x, w)
+  mesh = jax.make_mesh((1,), ("data",))
+  with jax.sharding.set_mesh(mesh):
+    assert _autotune.choose(g) == _select.select(g)[0]
+  assert _autotune.cache_key(g) not in _autotune._memory
+  assert not cache_file.exists()
