@@ -2,7 +2,8 @@
 public function (`conv`, `conv_transpose` or `conv_general_dilated`): values and
 derivatives vs lax, float64 numerical gradients to second order, jit/eager, vmap,
 per-example gradients, and no retracing. A method runs every row or declines it
-as pinned in `EXPECTED_DECLINES`."""
+as pinned in `EXPECTED_DECLINES`; a new method runs the same checks (the last
+test)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from jax.test_util import check_grads
 
 from jaxconv import testing
 from jaxconv._methods import METHODS
+import reference_loop_method
 from configs import (CASE_IDS, CASES, CASES_BY_ID, EXPECTED_DECLINES, METHOD_NAMES,
                      expect_decline, needs_x64)
 
@@ -135,3 +137,11 @@ def test_check_against_lax_catches_a_wrong_method(monkeypatch):
                                       window_strides=(1, 1), padding="SAME",
                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
+
+def test_a_new_method_runs_the_whole_table(monkeypatch):
+  """Registering a method is one line; it then runs every row through the same
+  check as the registered methods (values and derivatives vs lax)."""
+  monkeypatch.setitem(METHODS, "loop", reference_loop_method)
+  checked = [case.id for case in CASES if check_row(case, "loop")]
+  declined = {i for m, i in EXPECTED_DECLINES if m == "loop"}
+  assert set(checked) == set(CASE_IDS) - declined
