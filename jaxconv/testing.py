@@ -2,7 +2,9 @@
 
 `check_against_lax` compares a method's values, VJPs in every argument, JVP and
 a second-order derivative with XLA's convolution at `precision=HIGHEST`, using
-the same random inputs, on whatever device JAX runs on (CPU, GPU, TPU).
+the same random inputs, on whatever device JAX runs on (CPU, GPU, TPU);
+`check_general_against_lax` does the same for a call in
+`lax.conv_general_dilated`'s own arguments (the drop-in).
 
 Tolerances are relative to the output's *scale*: the same quantity computed
 with the absolute values of every input (`conv(|x|, |w|)`, and likewise for
@@ -238,9 +240,81 @@ def check_against_lax(method, x_shape, w_shape, dtype=jnp.float32, *, transpose=
   primals = [x, w]
   if bias:
     primals.append(normal((y_struct.shape[1],)))
-  ct = normal(y_struct.shape)
-  tangents = [normal(p.shape) for p in primals]
+  return _compare(method, fn, ref, primals, y_struct.shape, g, dtype, normal,
+                  raise_on_failure,
+                  f"x{tuple(x_shape)} w{tuple(w_shape)} {dtype.name} {conv_kwargs}")
 
+
+def check_general_against_lax(method, lhs_shape, rhs_shape, dtype=jnp.float32, *, seed=0,
+                              raise_on_failure=True, **lax_kwargs):
+  """Compare `jaxconv.conv_general_dilated(..., method=method)` with lax's.
+
+  The drop-in check: the same quantities and tolerances as
+  `check_against_lax`, for a call given in `lax.conv_general_dilated`'s own
+  arguments (layouts through `dimension_numbers`, lhs/rhs dilation, feature
+  and batch groups).
+
+  Args:
+    method: a method name or 'auto'.
+    lhs_shape: input shape, in the layout `dimension_numbers` gives.
+    rhs_shape: kernel shape, in the layout `dimension_numbers` gives.
+    dtype: input dtype. Default float32.
+    seed: seed for the random inputs.
+    raise_on_failure: raise AssertionError listing every failed quantity.
+    **lax_kwargs: `window_strides`, `padding` and the other keyword arguments
+      of `lax.conv_general_dilated` (not `precision`: the reference uses HIGHEST).
+
+  Returns:
+    A list of `Comparison`s, one per quantity.
+
+  Raises:
+    AssertionError: a quantity is outside its tolerance (if `raise_on_failure`).
+
+  Example:
+    >>> from jaxconv.testing import check_general_against_lax
+    >>> results = check_general_against_lax(
+    ...     "im2col", (2, 9, 9, 4), (3, 3, 2, 6), window_strides=(2, 1), padding="SAME",
+    ...     feature_group_count=2, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    >>> all(r.ok for r in results)
+    True
+  """
+  dtype = np.dtype(dtype)
+  rng = np.random.default_rng(seed)
+  normal = lambda shape: rng.standard_normal(shape).astype(np.float32).astype(dtype)
+  lhs, rhs = normal(lhs_shape), normal(rhs_shape)
+  fn = lambda *a: _conv.conv_general_dilated(*a, **lax_kwargs, method=method)
+  ref = lambda *a: lax.conv_general_dilated(*a, **{**lax_kwargs, "precision": HIGHEST})
+  y_struct = jax.eval_shape(fn, lhs, rhs)
+  g = _general_geometry(lhs, rhs, **lax_kwargs)
+  return _compare(method, fn, ref, [lhs, rhs], y_struct.shape, g, dtype, normal,
+                  raise_on_failure,
+                  f"lhs{tuple(lhs_shape)} rhs{tuple(rhs_shape)} {dtype.name} {lax_kwargs}")
+
+
+def _general_geometry(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                      rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+                      batch_group_count=1, **_):
+  """The channels-first geometry of a lax-style call (for its tolerance)."""
+  dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+  x_shape = [lhs.shape[i] for i in dn.lhs_spec]
+  w_shape = [rhs.shape[i] for i in dn.rhs_spec]
+  groups = feature_group_count
+  if batch_group_count > 1:  # as feature groups over a batch split into the channels
+    x_shape[:2] = [x_shape[0] // batch_group_count, x_shape[1] * batch_group_count]
+    groups = batch_group_count
+  struct = lambda shape: jax.ShapeDtypeStruct(tuple(shape), lhs.dtype)
+  return make_geometry(
+      "check_general_against_lax", struct(x_shape), struct(w_shape),
+      stride=window_strides, padding=padding,
+      dilation=1 if rhs_dilation is None else rhs_dilation,
+      lhs_dilation=1 if lhs_dilation is None else lhs_dilation, groups=groups)
+
+
+def _compare(method, fn, ref, primals, out_shape, g, dtype, normal, raise_on_failure,
+             what):
+  """`_derivatives` of `fn` vs `ref` on `primals`, within `tolerance(method, dtype, g)`."""
+  ct = normal(out_shape)
+  tangents = [normal(p.shape) for p in primals]
   ref_dtype = np.float32 if dtype.name in _LOW else dtype
   host = lambda t: [np.asarray(a, ref_dtype) for a in t]   # no per-shape device ops
   got = jax.jit(lambda p, c, t: _derivatives(fn, p, c, t))(primals, ct, tangents)
@@ -260,8 +334,7 @@ def check_against_lax(method, x_shape, w_shape, dtype=jnp.float32, *, transpose=
     lines = "; ".join(f"{r.name}: error {r.error:.3g} > {r.rtol:.3g} x scale {r.scale:.3g}"
                       for r in bad)
     raise AssertionError(
-        f"method={method!r} disagrees with lax for x{tuple(x_shape)} w{tuple(w_shape)} "
-        f"{dtype.name} {conv_kwargs}: {lines}")
+        f"method={method!r} disagrees with lax for {what}: {lines}")
   return results
 
 

@@ -1,10 +1,11 @@
-"""Every method over the shared geometry table: values and derivatives vs lax,
-float64 numerical gradients to second order, jit/eager, vmap, per-example
-gradients, and no retracing."""
+"""Every method over the one table (tests/configs.py), each row through its own
+public function (`conv`, `conv_transpose` or `conv_general_dilated`): values and
+derivatives vs lax, float64 numerical gradients to second order, jit/eager, vmap,
+per-example gradients, and no retracing. A method runs every row or declines it
+as pinned in `EXPECTED_DECLINES`; a new method runs the same checks (the last
+test)."""
 
 from __future__ import annotations
-
-import functools
 
 import chex
 import jax
@@ -13,25 +14,11 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-import jaxconv
 from jaxconv import testing
 from jaxconv._methods import METHODS
-from configs import CASE_IDS, CASES, METHOD_NAMES
-
-
-def _call(case, method):
-  fn = jaxconv.conv_transpose if case.transpose else jaxconv.conv
-  return functools.partial(fn, **case.kwargs, method=method)
-
-
-def _unsupported_reason(case, method):
-  """The method's own reason for declining this case, or None."""
-  try:
-    jax.eval_shape(_call(case, method), jax.ShapeDtypeStruct(case.x_shape, jnp.float32),
-                   jax.ShapeDtypeStruct(case.w_shape, jnp.float32))
-  except NotImplementedError as e:
-    return str(e)
-  return None
+import reference_loop_method
+from configs import (CASE_IDS, CASES, CASES_BY_ID, EXPECTED_DECLINES, METHOD_NAMES,
+                     expect_decline, needs_x64)
 
 
 def _inputs(case, dtype=jnp.float32, seed=0):
@@ -40,46 +27,54 @@ def _inputs(case, dtype=jnp.float32, seed=0):
           jnp.asarray(rng.standard_normal(case.w_shape), dtype))
 
 
+def check_row(case, method, dtype=jnp.float32):
+  """The value check of one row: shape and dtype as lax's, then values, VJPs in
+  every argument, JVP and a second-order derivative vs lax (`Case.check`).
+  Returns False when the method declines the row as pinned."""
+  if expect_decline(case, method):
+    return False
+  struct = lambda shape: jax.ShapeDtypeStruct(shape, dtype)
+  ours = jax.eval_shape(case.call(method), struct(case.x_shape), struct(case.w_shape))
+  want = jax.eval_shape(case.reference(), struct(case.x_shape), struct(case.w_shape))
+  assert (ours.shape, ours.dtype) == (want.shape, want.dtype)
+  results = case.check(method, dtype)
+  assert {r.name for r in results} >= {"value", "vjp_0", "vjp_1", "jvp", "hvp_0", "hvp_1"}
+  return True
+
+
 @pytest.mark.parametrize("method", METHOD_NAMES)
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_values_and_derivatives_match_lax(case, method):
-  reason = _unsupported_reason(case, method)
-  if reason is not None:
-    # A documented exclusion must name the methods that can do it.
-    assert "use 'lax'" in reason or "'lax'" in reason, reason
-    return
-  results = testing.check_against_lax(method, case.x_shape, case.w_shape, jnp.float32,
-                                      transpose=case.transpose, bias=case.bias,
-                                      **case.kwargs)
-  assert {r.name for r in results} >= {"value", "vjp_0", "vjp_1", "jvp", "hvp_0", "hvp_1"}
+  check_row(case, method)
 
 
 # Numerical second-order checks are costly (many evaluations per compile): a
 # subset of the table that still covers every feature once.
-GRAD_CASES = [c for c in CASES if c.id in {
+GRAD_CASES = [CASES_BY_ID[i] for i in (
     "1d-stride3-pad2", "1d-causal-dilated-depthwise", "1d-reflect", "1d-negative-pad",
     "2d-same-even-kernel-stride2", "2d-groups2", "2d-circular", "2d-flip-stride2",
-    "3d-depthwise", "T1d-stride2", "T2d-pad1-outpad1-groups2"}]
+    "3d-depthwise", "T1d-stride2", "T2d-pad1-outpad1-groups2", "L2d-batch-groups")]
 
 
+@needs_x64
 @pytest.mark.parametrize("method", METHOD_NAMES)
 @pytest.mark.parametrize("case", GRAD_CASES, ids=[c.id for c in GRAD_CASES])
 def test_numerical_gradients_second_order_float64(case, method):
-  if _unsupported_reason(case, method):
+  if expect_decline(case, method):
     return
   x, w = _inputs(case, jnp.float64)
-  f = jax.jit(_call(case, method))
+  f = jax.jit(case.call(method))
   check_grads(f, (x, w), order=2, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize("method", METHOD_NAMES)
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_jit_eager_vmap_per_example_grads_no_retrace(case, method):
-  if _unsupported_reason(case, method):
+  if expect_decline(case, method):
     return
   x, w = _inputs(case)
   x2, w2 = _inputs(case, seed=1)
-  call = _call(case, method)
+  call = case.call(method)
   tol = dict(atol=1e-5 * float(jnp.abs(x).max() * jnp.abs(w).sum()), rtol=0)
   chex.clear_trace_counter()
 
@@ -95,6 +90,8 @@ def test_jit_eager_vmap_per_example_grads_no_retrace(case, method):
   ys = jax.jit(jax.vmap(call, in_axes=(0, None)))(jnp.stack([x, x2]), w)
   np.testing.assert_allclose(ys[1], jitted(x2, w), **tol)
 
+  if not case.batch_independent:  # batch groups: an example's output needs the others
+    return
   # Per-example gradients: vmap(grad) over the batch equals grads of single examples.
   loss = lambda w, xi: jnp.sum(jnp.sin(call(xi[None], w)))
   per_example = jax.jit(jax.vmap(jax.grad(loss), in_axes=(None, 0)))(w, x)
@@ -103,11 +100,48 @@ def test_jit_eager_vmap_per_example_grads_no_retrace(case, method):
     np.testing.assert_allclose(per_example[i], single(w, x[i]), **tol)
 
 
+def test_expected_declines_name_real_rows():
+  """Every pinned decline names a registered method and a row of the table."""
+  for method, case_id in EXPECTED_DECLINES:
+    assert method in METHODS, method
+    assert case_id in CASES_BY_ID, case_id
+
+
+def test_unpinned_and_stale_declines_fail(monkeypatch):
+  """The decline table is exact: a method declining an unpinned row fails, and
+  so does a pinned decline that no longer happens."""
+  case = CASES_BY_ID["1d-valid"]
+  picky = type("Picky", (), {})()
+  picky.supports = lambda g, purpose="call": "it only does 2-D" if g.rank != 2 else None
+  picky.conv = METHODS["lax"].conv
+  monkeypatch.setitem(METHODS, "picky", picky)
+  with pytest.raises(pytest.fail.Exception, match="declines row '1d-valid'.*only does 2-D"):
+    expect_decline(case, "picky")
+  monkeypatch.setitem(EXPECTED_DECLINES, ("picky", "1d-valid"), "only does 2-D")
+  assert expect_decline(case, "picky")
+  monkeypatch.setitem(EXPECTED_DECLINES, ("picky", "2d-valid"), "only does 2-D")
+  with pytest.raises(pytest.fail.Exception, match="DID NOT RAISE"):
+    expect_decline(CASES_BY_ID["2d-valid"], "picky")
+
+
 def test_check_against_lax_catches_a_wrong_method(monkeypatch):
   """The comparison can fail: a method off by a tap is reported."""
   broken = type("Broken", (), {})()
-  broken.supports = lambda g: None
+  broken.supports = lambda g, purpose="call": None
   broken.conv = lambda x, w, g: METHODS["lax"].conv(x, w, g) * 1.001
   monkeypatch.setitem(METHODS, "broken", broken)
   with pytest.raises(AssertionError, match="method='broken' disagrees with lax.*value"):
     testing.check_against_lax("broken", (1, 2, 6, 6), (2, 2, 3, 3))
+  with pytest.raises(AssertionError, match="method='broken' disagrees with lax.*value"):
+    testing.check_general_against_lax("broken", (1, 6, 6, 2), (3, 3, 2, 2),
+                                      window_strides=(1, 1), padding="SAME",
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def test_a_new_method_runs_the_whole_table(monkeypatch):
+  """Registering a method is one line; it then runs every row through the same
+  check as the registered methods (values and derivatives vs lax)."""
+  monkeypatch.setitem(METHODS, "loop", reference_loop_method)
+  checked = [case.id for case in CASES if check_row(case, "loop")]
+  declined = {i for m, i in EXPECTED_DECLINES if m == "loop"}
+  assert set(checked) == set(CASE_IDS) - declined

@@ -40,11 +40,8 @@ def test_methods_agree_with_each_other(geometry, seed):
   x_shape, w_shape, kw = geometry
   x, w = _rand(x_shape, seed), _rand(w_shape, seed + 1)
   ref = jaxconv.conv(x, w, **kw, method="lax")
-  for method in METHOD_NAMES:
-    try:
-      y = jaxconv.conv(x, w, **kw, method=method)
-    except NotImplementedError:
-      continue
+  for method in METHOD_NAMES:  # every method handles these small geometries: no declines
+    y = jaxconv.conv(x, w, **kw, method=method)
     np.testing.assert_allclose(y, ref, rtol=1e-9, atol=1e-9, err_msg=method)
 
 

@@ -21,8 +21,10 @@ from jaxconv import testing
 from jaxconv._geometry import make_geometry
 from jaxconv._methods import METHODS, toeplitz
 from jaxconv._matrices import conv_matrix, toeplitz_matrix
+from configs import needs_x64
 
-jax.config.update("jax_enable_x64", True)
+# Written for float64 (conftest.py turns it on): skipped under JAXCONV_TEST_X64=0.
+pytestmark = needs_x64
 
 
 def _rand(shape, seed=0, dtype=np.float64):
