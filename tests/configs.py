@@ -260,8 +260,6 @@ CASE_IDS = [c.id for c in CASES]
 CASES_BY_ID = {c.id: c for c in CASES}
 assert len(CASES_BY_ID) == len(CASES), "duplicate case ids"
 METHOD_NAMES = list(METHODS)
-# Methods whose arithmetic is not exact on small integers (transforms round).
-INEXACT_METHODS = ("fft",)
 
 # (method, case id) -> a substring of the NotImplementedError the method raises
 # for that row. Exact both ways: a decline not listed here fails, and so does a
@@ -292,10 +290,12 @@ def expect_decline(case: Case, method: str, call: Callable[[], Any] | None = Non
 
 
 def assert_exact(method, actual, desired):
-  """Equal to the last bit for exact methods; to float rounding for FFT."""
+  """Equal to the last bit for exact methods; to float rounding for methods
+  whose rounding grows with a transform (`jaxconv.testing.rounding`)."""
   import numpy as np
+  from jaxconv.testing import rounding
   desired = np.asarray(desired, np.float64)
-  if method in INEXACT_METHODS:
+  if rounding(method) == "transform":   # the method declares it rounds (the FFT)
     scale = max(float(np.abs(desired).max()), 1.0)
     np.testing.assert_allclose(np.asarray(actual, np.float64), desired, rtol=0,
                                atol=1e-5 * scale)
