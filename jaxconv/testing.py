@@ -28,7 +28,7 @@ import numpy as np
 from jax import lax
 
 from . import _conv
-from ._geometry import Geometry, make_geometry
+from ._geometry import Geometry, make_geometry, make_lax_geometry
 from ._methods import METHODS
 from ._padding import pad_mode
 
@@ -220,10 +220,7 @@ def check_against_lax(method, x_shape, w_shape, dtype=jnp.float32, *, transpose=
     >>> all(r.ok for r in results)
     True
   """
-  dtype = np.dtype(dtype)
-  # NumPy's generator: jax.random would compile a sampler for every shape.
-  rng = np.random.default_rng(seed)
-  normal = lambda shape: rng.standard_normal(shape).astype(np.float32).astype(dtype)
+  dtype, normal = _sampler(dtype, seed)
   x, w = normal(x_shape), normal(w_shape)
   if transpose:
     fn = lambda *a: _conv.conv_transpose(*a, **conv_kwargs, method=method)
@@ -264,11 +261,7 @@ def check_general_against_lax(method, lhs_shape, rhs_shape, dtype=jnp.float32, *
     **lax_kwargs: `window_strides`, `padding` and the other keyword arguments
       of `lax.conv_general_dilated` (not `precision`: the reference uses HIGHEST).
 
-  Returns:
-    A list of `Comparison`s, one per quantity.
-
-  Raises:
-    AssertionError: a quantity is outside its tolerance (if `raise_on_failure`).
+  Returns and Raises: as `check_against_lax`.
 
   Example:
     >>> from jaxconv.testing import check_general_against_lax
@@ -278,36 +271,25 @@ def check_general_against_lax(method, lhs_shape, rhs_shape, dtype=jnp.float32, *
     >>> all(r.ok for r in results)
     True
   """
-  dtype = np.dtype(dtype)
-  rng = np.random.default_rng(seed)
-  normal = lambda shape: rng.standard_normal(shape).astype(np.float32).astype(dtype)
+  dtype, normal = _sampler(dtype, seed)
   lhs, rhs = normal(lhs_shape), normal(rhs_shape)
   fn = lambda *a: _conv.conv_general_dilated(*a, **lax_kwargs, method=method)
   ref = lambda *a: lax.conv_general_dilated(*a, **{**lax_kwargs, "precision": HIGHEST})
   y_struct = jax.eval_shape(fn, lhs, rhs)
-  g = _general_geometry(lhs, rhs, **lax_kwargs)
+  lax_args = {k: v for k, v in lax_kwargs.items()
+              if k not in ("precision", "preferred_element_type", "out_sharding")}
+  g = make_lax_geometry("check_general_against_lax", lhs, rhs, **lax_args).geometry
   return _compare(method, fn, ref, [lhs, rhs], y_struct.shape, g, dtype, normal,
                   raise_on_failure,
                   f"lhs{tuple(lhs_shape)} rhs{tuple(rhs_shape)} {dtype.name} {lax_kwargs}")
 
 
-def _general_geometry(lhs, rhs, window_strides, padding, lhs_dilation=None,
-                      rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
-                      batch_group_count=1, **_):
-  """The channels-first geometry of a lax-style call (for its tolerance)."""
-  dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-  x_shape = [lhs.shape[i] for i in dn.lhs_spec]
-  w_shape = [rhs.shape[i] for i in dn.rhs_spec]
-  groups = feature_group_count
-  if batch_group_count > 1:  # as feature groups over a batch split into the channels
-    x_shape[:2] = [x_shape[0] // batch_group_count, x_shape[1] * batch_group_count]
-    groups = batch_group_count
-  struct = lambda shape: jax.ShapeDtypeStruct(tuple(shape), lhs.dtype)
-  return make_geometry(
-      "check_general_against_lax", struct(x_shape), struct(w_shape),
-      stride=window_strides, padding=padding,
-      dilation=1 if rhs_dilation is None else rhs_dilation,
-      lhs_dilation=1 if lhs_dilation is None else lhs_dilation, groups=groups)
+def _sampler(dtype, seed: int):
+  """`(dtype, normal)`: standard-normal arrays of `dtype` from one NumPy
+  generator (jax.random would compile a sampler for every shape)."""
+  dtype = np.dtype(dtype)
+  rng = np.random.default_rng(seed)
+  return dtype, lambda shape: rng.standard_normal(shape).astype(np.float32).astype(dtype)
 
 
 def _compare(method, fn, ref, primals, out_shape, g, dtype, normal, raise_on_failure,
