@@ -60,7 +60,7 @@ def _stdout(nb) -> str:
 def test_notebooks_are_present():
   names = [p.stem for p in NOTEBOOKS]
   assert names == ["01_patches", "02_conv_as_matmul", "03_fft_and_crossover", "04_edges",
-                   "05_backprop_as_convolution", "06_training"], names
+                   "05_backprop_as_convolution", "06_training", "07_sharding"], names
 
 
 def test_saved_notebooks_have_outputs_and_no_errors():
