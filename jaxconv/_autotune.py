@@ -10,18 +10,32 @@ backward pass of one call always use the same method.
 
 The file is `$JAXCONV_AUTOTUNE_CACHE` when that is set, else
 `$XDG_CACHE_HOME/jaxconv/autotune.json` (default `~/.cache/jaxconv/...`).
+Processes share it safely: a write holds a lock on the sidecar
+`autotune.json.lock` (`fcntl.flock`; without `fcntl`, an O_EXCL lock file),
+re-reads the file, adds its entry and atomically replaces the file, so no
+entry is lost and a reader never sees half a file. A corrupt or unreadable
+file is ignored (and rebuilt by the next write), a read-only location keeps
+choices in memory only; each problem warns once per process and file, and
+autotune never fails because of the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import math
 import os
+import secrets
 import statistics
 import time
 import warnings
 from pathlib import Path
+
+try:
+  import fcntl
+except ImportError:  # not POSIX (Windows): see _locked
+  fcntl = None
 
 import jax
 import numpy as np
@@ -44,7 +58,12 @@ CUTOFF = 5.0
 """A candidate whose warm-up run is `CUTOFF` x slower than the best time so far
 is not timed further."""
 
+LOCK_STALE_S = 30.0
+"""Without `fcntl` only: a lock file older than this is taken as left by a dead
+process and removed (a write holds it for milliseconds)."""
+
 _memory: dict[str, str] = {}
+_warned: set[tuple[str, str]] = set()
 
 
 # --- the file --------------------------------------------------------------------
@@ -67,42 +86,106 @@ def cache_path() -> Path:
   return Path(base).expanduser() / "jaxconv" / "autotune.json"
 
 
+def _warn_once(kind: str, path: Path, message: str) -> None:
+  """Warn about `kind` ('unreadable', 'corrupt', 'unwritable', ...) of `path` once per process."""
+  if (kind, str(path)) in _warned:
+    return
+  _warned.add((kind, str(path)))
+  warnings.warn(message, stacklevel=4)
+
+
 def _read(path: Path) -> dict[str, dict]:
-  """The entries of the cache file; a missing file is empty, a corrupt one too (warned)."""
+  """The entries of the cache file; a missing file is empty, a corrupt one too (warned once)."""
   try:
-    text = path.read_text()
+    raw = path.read_bytes()
   except (FileNotFoundError, NotADirectoryError):
     return {}
   except OSError as e:
-    warnings.warn(f"jaxconv autotune: cannot read the cache {path} ({e}); ignoring it.",
-                  stacklevel=3)
+    _warn_once("unreadable", path,
+               f"jaxconv autotune: cannot read the cache {path} ({e}); ignoring it.")
     return {}
   try:
-    data = json.loads(text)
+    data = json.loads(raw.decode("utf-8"))
     entries = data["entries"]
     if not isinstance(entries, dict):
       raise TypeError("'entries' is not an object")
-  except (ValueError, KeyError, TypeError) as e:
-    warnings.warn(
-        f"jaxconv autotune: ignoring the corrupt cache file {path} ({type(e).__name__}: "
-        f"{e}); it will be rewritten.", stacklevel=3)
+  except (ValueError, KeyError, TypeError) as e:  # UnicodeDecodeError is a ValueError
+    _warn_once("corrupt", path,
+               f"jaxconv autotune: ignoring the corrupt cache file {path} "
+               f"({type(e).__name__}: {e}); it will be rewritten.")
     return {}
   return entries
 
 
+@contextlib.contextmanager
+def _locked(path: Path):
+  """Hold the sidecar lock `<path>.lock` (created if missing, never removed on POSIX).
+
+  POSIX: `fcntl.flock` on the sidecar, released by the kernel even if the
+  process dies. Without `fcntl` (Windows): the sidecar is created with
+  O_CREAT|O_EXCL and removed on release; one older than `LOCK_STALE_S` is taken
+  as left by a dead process and broken (best effort).
+
+  Raises:
+    OSError: the sidecar cannot be created or opened (e.g. a read-only directory).
+  """
+  lock = path.with_name(path.name + ".lock")
+  if fcntl is not None:
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX)
+      yield
+    finally:
+      os.close(fd)  # releases the flock
+    return
+  while True:
+    try:
+      fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+      break
+    except FileExistsError:
+      try:
+        if time.time() - os.stat(lock).st_mtime > LOCK_STALE_S:
+          os.unlink(lock)
+          continue
+      except FileNotFoundError:
+        continue
+      time.sleep(0.002)
+  os.close(fd)
+  try:
+    yield
+  finally:
+    with contextlib.suppress(OSError):
+      os.unlink(lock)
+
+
 def _write(path: Path, key: str, entry: dict) -> None:
-  """Add `entry` under `key` (keeping other processes' entries); atomic replace."""
-  entries = _read(path)
-  entries[key] = entry
+  """Add `entry` under `key`, keeping every other entry, also other processes'.
+
+  Under the lock (`_locked`): read the file, add the entry, write a temp file
+  (unique: pid + random) in the same directory, `os.replace` it over the
+  file. Readers take no lock: they see the old or the new file, never half of
+  one. A location that cannot be written warns once; the choice then lives in
+  memory only.
+  """
   try:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"version": VERSION, "entries": entries}, indent=1) + "\n")
-    os.replace(tmp, path)
+    with _locked(path):
+      entries = _read(path)
+      entries[key] = entry
+      tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+      fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+      try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+          f.write(json.dumps({"version": VERSION, "entries": entries}, indent=1) + "\n")
+        os.replace(tmp, path)
+      except BaseException:
+        with contextlib.suppress(OSError):
+          os.unlink(tmp)
+        raise
   except OSError as e:
-    warnings.warn(
-        f"jaxconv autotune: cannot write the cache {path} ({e}); the choice is kept in "
-        f"memory for this process only. Set ${ENV_VAR} to a writable file.", stacklevel=3)
+    _warn_once("unwritable", path,
+               f"jaxconv autotune: cannot write the cache {path} ({e}); choices are kept in "
+               f"memory for this process only. Set ${ENV_VAR} to a writable file.")
 
 
 def clear_autotune_cache() -> None:
@@ -110,7 +193,9 @@ def clear_autotune_cache() -> None:
 
   The next `method="autotune"` trace of each geometry times the candidates
   again. The file is `$JAXCONV_AUTOTUNE_CACHE` if set, else
-  `~/.cache/jaxconv/autotune.json` (under `$XDG_CACHE_HOME` if set).
+  `~/.cache/jaxconv/autotune.json` (under `$XDG_CACHE_HOME` if set); it is
+  removed under the writers' lock, and the empty sidecar `autotune.json.lock`
+  stays (removing it could let two writers hold two different locks).
 
   Raises:
     ValueError: `$JAXCONV_AUTOTUNE_CACHE` names a directory.
@@ -134,10 +219,13 @@ def clear_autotune_cache() -> None:
   """
   _memory.clear()
   path = cache_path()
-  try:
-    path.unlink()
-  except FileNotFoundError:
-    pass
+  with contextlib.ExitStack() as stack:
+    try:  # so that a concurrent write does not bring the old entries back
+      stack.enter_context(_locked(path))
+    except OSError:
+      pass  # no directory (nothing to clear), or read-only (the unlink says so)
+    with contextlib.suppress(FileNotFoundError):
+      path.unlink()
 
 
 # --- keys and candidates ---------------------------------------------------------

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import re
+import time
 
 import chex
 import jax
@@ -23,6 +27,7 @@ def cache_file(tmp_path, monkeypatch):
   """Every test gets its own cache file and an empty in-memory cache."""
   path = tmp_path / "cache" / "autotune.json"
   monkeypatch.setenv(ENV, str(path))
+  monkeypatch.setattr(_autotune, "_warned", set())
   _autotune._memory.clear()
   yield path
   _autotune._memory.clear()
@@ -173,21 +178,47 @@ def test_candidates_are_supported_and_ranked():
   assert all(METHODS[m].supports(g) is None for m in cands)
 
 
-def test_corrupt_cache_is_ignored_and_rewritten(cache_file, timings):
-  cache_file.parent.mkdir(parents=True)
-  cache_file.write_text("{not json")
-  x, w = _data((1, 2, 16)), _data((2, 2, 3), 1)
-  with pytest.warns(UserWarning, match=r"ignoring the corrupt cache file .*autotune.json"):
-    jaxconv.conv(x, w, method="autotune")
-  assert len(json.loads(cache_file.read_text())["entries"]) == 1
+CORRUPT = {
+    "bad-json": b"{not json",
+    "non-utf8": b'{"version": 1, "entries": {"\xff\xfe": {}}}',
+    "no-entries": b'{"version": 1}',
+    "entries-not-object": b'{"entries": [1, 2]}',
+    "not-object": b"[]",
+}
 
 
-@pytest.mark.parametrize("content", ['{"version": 1}', '{"entries": [1, 2]}', "[]"])
-def test_cache_without_entries_is_corrupt(cache_file, content):
+def _three_convs():
+  """Autotune three geometries (three would-be writes)."""
+  w = _data((2, 2, 3), 1)
+  for n in (16, 17, 18):
+    jaxconv.conv(_data((1, 2, n)), w, method="autotune")
+
+
+def _count(record, pattern):
+  return sum(bool(re.search(pattern, str(r.message))) for r in record)
+
+
+@pytest.mark.parametrize("content", list(CORRUPT.values()), ids=list(CORRUPT))
+def test_corrupt_cache_warns_once_and_is_rebuilt(cache_file, timings, content):
   cache_file.parent.mkdir(parents=True)
-  cache_file.write_text(content)
-  with pytest.warns(UserWarning, match="corrupt cache"):
+  cache_file.write_bytes(content)
+  with pytest.warns(UserWarning, match=r"ignoring the corrupt cache file .*autotune.json") as rec:
+    _three_convs()
+    _autotune._memory.clear()   # the file again; still no second warning
+    _three_convs()
+  assert _count(rec, "corrupt cache") == 1
+  assert len(timings["calls"]) == 3
+  assert len(json.loads(cache_file.read_text("utf-8"))["entries"]) == 3
+
+
+@pytest.mark.parametrize("content", list(CORRUPT.values()), ids=list(CORRUPT))
+def test_read_of_a_corrupt_cache_is_empty(cache_file, content):
+  cache_file.parent.mkdir(parents=True)
+  cache_file.write_bytes(content)
+  with pytest.warns(UserWarning, match="corrupt cache") as rec:
     assert _autotune._read(cache_file) == {}
+    assert _autotune._read(cache_file) == {}
+  assert len(rec) == 1
 
 
 def test_stale_entry_is_retimed(cache_file, timings):
@@ -235,18 +266,22 @@ def test_unwritable_cache_warns_and_keeps_the_choice(tmp_path, monkeypatch, timi
   blocker.write_text("")
   monkeypatch.setenv(ENV, str(blocker / "autotune.json"))   # parent is a file
   x, w = _data((1, 2, 16)), _data((2, 2, 3), 1)
-  with pytest.warns(UserWarning, match=r"cannot write the cache .*in memory for this process"):
+  with pytest.warns(UserWarning, match=r"cannot write the cache .*in memory for this process") \
+      as rec:
     y = jaxconv.conv(x, w, method="autotune")
-  assert y.shape == (1, 2, 14)
+    _three_convs()
+  assert y.shape == (1, 2, 14) and _count(rec, "cannot write") == 1
   jaxconv.conv(x, w, method="autotune")
-  assert len(timings["calls"]) == 1
+  assert len(timings["calls"]) == 3   # x is the first of the three: timed once
 
 
 def test_unreadable_cache_warns(tmp_path, monkeypatch):
   path = tmp_path / "dir.json"
   path.mkdir()
-  with pytest.warns(UserWarning, match=r"cannot read the cache"):
+  with pytest.warns(UserWarning, match=r"cannot read the cache") as rec:
     assert _autotune._read(path) == {}
+    assert _autotune._read(path) == {}
+  assert len(rec) == 1
 
 
 def test_default_cache_path(tmp_path, monkeypatch):
@@ -307,3 +342,114 @@ def test_under_a_mesh_autotune_uses_auto_and_leaves_the_cache(monkeypatch, cache
     assert _autotune.choose(g) == _select.select(g)[0]
   assert _autotune.cache_key(g) not in _autotune._memory
   assert not cache_file.exists()
+
+
+def _simulate_read_only(monkeypatch, directory):
+  """What a read-only `directory` does to the writer (for root, whom chmod does not stop)."""
+  real_open, real_replace = os.open, os.replace
+
+  def no_create(path, flags, *args, **kwargs):
+    if (os.path.dirname(os.path.abspath(path)) == str(directory) and flags & os.O_CREAT
+        and not os.path.exists(path)):
+      raise PermissionError(13, "Permission denied (simulated)", str(path))
+    return real_open(path, flags, *args, **kwargs)
+
+  def no_replace(src, dst, *args, **kwargs):
+    if os.path.dirname(os.path.abspath(dst)) == str(directory):
+      raise PermissionError(13, "Permission denied (simulated)", str(dst))
+    return real_replace(src, dst, *args, **kwargs)
+  monkeypatch.setattr(os, "open", no_create)
+  monkeypatch.setattr(os, "replace", no_replace)
+
+
+@pytest.mark.parametrize("how", ["chmod", "simulated"])
+def test_read_only_directory_keeps_choices_in_memory(cache_file, timings, monkeypatch, how):
+  x, w = _data((1, 2, 20)), _data((2, 2, 3), 1)
+  jaxconv.conv(x, w, method="autotune")            # one entry, written while writable
+  before = cache_file.read_bytes()
+  _autotune._memory.clear()
+  if how == "chmod":
+    if not hasattr(os, "geteuid") or os.geteuid() == 0:
+      pytest.skip("chmod does not stop root (or there is no POSIX uid); see 'simulated'")
+    cache_file.parent.chmod(0o555)
+  else:
+    _simulate_read_only(monkeypatch, cache_file.parent)
+  try:
+    with pytest.warns(UserWarning, match=r"cannot write the cache .*in memory") as rec:
+      jaxconv.conv(x, w, method="autotune")        # from the file: no timing, no write
+      _three_convs()
+      _three_convs()                               # from memory
+    assert _count(rec, "cannot write") == 1
+    assert len(timings["calls"]) == 1 + 3
+    assert cache_file.read_bytes() == before
+    assert sorted(p.name for p in cache_file.parent.iterdir()) == [
+        "autotune.json", "autotune.json.lock"]     # no temp file left behind
+  finally:
+    cache_file.parent.chmod(0o755)
+
+
+def test_failed_replace_leaves_the_file_and_no_temp_file(cache_file, monkeypatch):
+  _autotune._write(cache_file, "a", {"method": "lax"})
+  before = cache_file.read_bytes()
+
+  def broken(src, dst):
+    raise OSError(28, "No space left on device (simulated)")
+  monkeypatch.setattr(os, "replace", broken)
+  with pytest.warns(UserWarning, match=r"cannot write the cache .*No space left"):
+    _autotune._write(cache_file, "b", {"method": "lax"})
+  assert cache_file.read_bytes() == before
+  assert not list(cache_file.parent.glob("*.tmp"))
+
+
+def _write_many(path, worker, n, barrier):
+  barrier.wait()
+  for i in range(n):
+    _autotune._write(path, f"worker{worker}/key{i}", {"method": "lax", "i": i})
+
+
+@pytest.mark.parametrize("lock", ["flock", "lock-file"])
+@pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
+def test_concurrent_writers_lose_no_entry(cache_file, monkeypatch, lock):
+  if "fork" not in multiprocessing.get_all_start_methods():
+    pytest.skip("needs the 'fork' start method (the workers do no JAX work)")
+  if lock == "lock-file":
+    monkeypatch.setattr(_autotune, "fcntl", None)   # the path taken without fcntl
+  elif _autotune.fcntl is None:
+    pytest.skip("no fcntl on this platform")
+  procs, n = 4, 50
+  ctx = multiprocessing.get_context("fork")
+  barrier = ctx.Barrier(procs)
+  workers = [ctx.Process(target=_write_many, args=(cache_file, k, n, barrier))
+             for k in range(procs)]
+  t0 = time.perf_counter()
+  for p in workers:
+    p.start()
+  for p in workers:
+    p.join(timeout=60)
+  for p in workers:
+    if p.is_alive():
+      p.kill()
+  assert [p.exitcode for p in workers] == [0] * procs
+  entries = json.loads(cache_file.read_text("utf-8"))["entries"]
+  assert len(entries) == procs * n
+  assert not list(cache_file.parent.glob("*.tmp"))
+  assert time.perf_counter() - t0 < 10
+
+
+def test_lock_file_left_by_a_dead_process_is_broken(cache_file, monkeypatch):
+  monkeypatch.setattr(_autotune, "fcntl", None)
+  monkeypatch.setattr(_autotune, "LOCK_STALE_S", 0.2)
+  cache_file.parent.mkdir(parents=True)
+  lock = cache_file.with_name("autotune.json.lock")
+  lock.write_text("")
+  t0 = time.perf_counter()
+  _autotune._write(cache_file, "a", {"method": "lax"})
+  assert time.perf_counter() - t0 > 0.1   # waited for the lock to turn stale
+  assert list(json.loads(cache_file.read_text("utf-8"))["entries"]) == ["a"]
+  assert not lock.exists()
+
+
+def test_clear_takes_the_lock_and_keeps_it(cache_file):
+  _autotune._write(cache_file, "a", {"method": "lax"})
+  _autotune.clear_autotune_cache()
+  assert not cache_file.exists() and cache_file.with_name("autotune.json.lock").exists()
