@@ -246,18 +246,18 @@ def cache_key(g: Geometry, backend: str | None = None) -> str:
           f"|{np.dtype(g.dtype).name}|prec={g.precision}|pet={pet}").replace(" ", "")
 
 
-def candidates(g: Geometry) -> list[str]:
+def candidates(g: Geometry, budget: int | None = None) -> list[str]:
   """The methods worth timing for `g`, most promising (by the cost model) first.
 
   Methods that support `g` for 'auto' (`supports(g, "auto")`: e.g. no
   'direct'/'im2col' above their unrolled-tap cap), minus those the model puts
-  at more than `PRUNE` x its best estimate; lax and the model's own choice
-  are always kept.
+  at more than `PRUNE` x its best estimate, and those over the memory budget;
+  lax and the model's own choice are always kept.
   """
-  est = _select.estimate(g)
+  est = _select.estimate(g, budget=budget)
   if not est:
     return ["lax"]
-  pick, _ = _select.select(g)
+  pick, _ = _select.select(g, budget=budget)
   best = min(est.values())
   keep = [m for m in est if m in ("lax", pick) or est[m] <= PRUNE * best]
   return sorted(keep, key=lambda m: est[m])
@@ -323,7 +323,7 @@ def time_candidates(g: Geometry, methods: list[str]) -> dict[str, float]:
   return times
 
 
-def choose(g: Geometry) -> str:
+def choose(g: Geometry, budget: int | None = None) -> str:
   """The autotuned method for `g`: from memory, else the file, else by timing.
 
   A failed candidate is never recorded; when no candidate can be timed, or
@@ -342,16 +342,16 @@ def choose(g: Geometry) -> str:
   path = cache_path()
   entry = _read(path).get(key)
   if (isinstance(entry, dict) and entry.get("method") in METHODS
-      and METHODS[entry["method"]].supports(g, "auto") is None):
+      and _select.estimate(g, budget=budget).get(entry["method"]) is not None):
     _memory[key] = entry["method"]
     return entry["method"]
   if not jax.sharding.get_abstract_mesh().empty:
     # On a mesh (set_mesh, inside shard_map) the eager timing would run the
     # global program, or not at all: use auto's choice and leave the cache alone.
-    return _select.select(g)[0]
-  times = time_candidates(g, candidates(g))
+    return _select.select(g, budget=budget)[0]
+  times = time_candidates(g, candidates(g, budget))
   if not times:
-    method, _ = _select.select(g)
+    method, _ = _select.select(g, budget=budget)
     warnings.warn(f"jaxconv autotune: no candidate could be timed on {key}; using "
                   f"method='auto''s choice {method!r}, nothing is cached.", stacklevel=2)
     return method

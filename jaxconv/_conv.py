@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _autotune, _select, _spmd
+from . import _autotune, _budget, _select, _spmd
 from ._geometry import (Geometry, make_geometry, make_lax_geometry,
                         make_transpose_geometry, shape_of)
 from ._methods import METHODS, hook, supporting
@@ -41,11 +41,18 @@ def _check_method(method, fn: str) -> None:
     raise ValueError(f"{fn}: unknown `method`; got method={method!r}, expected one of {names}.")
 
 
-def _check_supported(method: str, g: Geometry, fn: str, *, periodic: bool = False) -> None:
+def _check_supported(method: str, g: Geometry, budget: int, fn: str, *,
+                     periodic: bool = False) -> None:
+  """Decline (NotImplementedError) a method that cannot compute `g`, or whose
+  temporary memory is over `budget`, naming the methods that can."""
   why = (hook(method, "periodic").periodic_supports(g) if periodic
          else METHODS[method].supports(g))
+  gm = method_geometry(g)
+  if why is None:
+    why = _budget.over(METHODS[method].temp_bytes(gm), budget)
   if why is not None:
-    others = [m for m in supporting(g) if m != method]
+    others = [m for m in supporting(gm) if m != method
+              and _budget.over(METHODS[m].temp_bytes(gm), budget) is None]
     raise NotImplementedError(
         f"{fn}: method={method!r} does not support this convolution ({why}); use "
         f"{', '.join(repr(m) for m in others)} or 'auto'.")
@@ -75,18 +82,19 @@ def _add_bias(y, b):
   return y + b.reshape((1, -1) + (1,) * (y.ndim - 2))
 
 
-def _run(x, w, b, g: Geometry, method: str, fn: str):
+def _run(x, w, b, g: Geometry, method: str, fn: str, budget: int):
   """The shared tail: flip, method choice, padding mode, the method, bias.
 
   On a mesh the method may run per device (`_spmd`): then `auto` ranks the
-  methods by the per-device geometry.
+  methods, and the memory budget is checked, by the per-device geometry.
   """
   x, w = jnp.asarray(x), jnp.asarray(w)
   if g.flip:
     w = jnp.flip(w, axis=tuple(range(2, w.ndim)))
+  local = _spmd.plan(x, g)
+  per_device = g if local is None else local.local
   if method == AUTO:
-    local = _spmd.plan(x, g)
-    method, _ = _select.select(g if local is None else local.local)
+    method, _ = _select.select(per_device, budget=budget)
   periodic = method.endswith(_select.PERIODIC)
   if periodic:  # auto picked a periodic hook
     method = method[:-len(_select.PERIODIC)]
@@ -94,15 +102,14 @@ def _run(x, w, b, g: Geometry, method: str, fn: str):
     periodic = _select.prefers_periodic(method, g)
   if periodic:
     # One periodic transform of the input's own size: no wrap-padded copy.
-    _check_supported(method, g, fn, periodic=True)
+    _check_supported(method, per_device, budget, fn, periodic=True)
     return _add_bias(_call(hook(method, "periodic").periodic_conv, method, x, w, g), b)
   if g.padding_mode != "zeros":
     x = pad_mode(x, g.padding, g.padding_mode)
-    g = method_geometry(g)
+    g, per_device = method_geometry(g), method_geometry(per_device)
   if method == AUTOTUNE:
-    local = _spmd.plan(x, g)
-    method = _autotune.choose(g if local is None else local.local)
-  _check_supported(method, g, fn)
+    method = _autotune.choose(per_device, budget=budget)
+  _check_supported(method, per_device, budget, fn)
   return _add_bias(_call(METHODS[method].conv, method, x, w, g), b)
 
 
@@ -115,7 +122,8 @@ def _call(conv, method: str, x, w, g: Geometry):
 
 
 def conv(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1,
-         padding_mode="zeros", flip=False, method="auto", precision=None):
+         padding_mode="zeros", flip=False, method="auto", precision=None,
+         memory_budget=None):
   """N-d convolution (cross-correlation), as `torch.nn.functional.conv{1,2,3}d`.
 
   Args:
@@ -138,6 +146,9 @@ def conv(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1,
       `jaxconv.method_names()`: 'lax', 'direct', 'im2col', 'toeplitz',
       'fft'. Default 'auto'.
     precision: as lax's `precision`, passed to every contraction.
+    memory_budget: bytes of temporary memory the method may plan for (its
+      `temp_bytes` estimate); a named method over it is declined, `auto` skips
+      it. Default: `$JAXCONV_MEMORY_BUDGET`, else half the device's memory.
 
   Returns:
     `(N, C_out, *out)` with `out = floor((n + lo + hi - dilation * (k - 1) - 1)
@@ -162,11 +173,12 @@ def conv(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1,
                     groups=groups, padding_mode=padding_mode, flip=flip,
                     precision=precision)
   _check_bias(b, g.out_channels, fn)
-  return _run(x, w, b, g, method, fn)
+  return _run(x, w, b, g, method, fn, _budget.memory_budget(memory_budget, fn))
 
 
 def conv_transpose(x, w, b=None, *, stride=1, padding=0, output_padding=0,
-                   dilation=1, groups=1, method="auto", precision=None):
+                   dilation=1, groups=1, method="auto", precision=None,
+                   memory_budget=None):
   """N-d transposed convolution, as `torch.nn.functional.conv_transpose{1,2,3}d`.
 
   The gradient of `conv` with respect to its input (seed 001: the backward
@@ -187,6 +199,7 @@ def conv_transpose(x, w, b=None, *, stride=1, padding=0, output_padding=0,
     groups: feature groups. Default 1.
     method: as for `conv`. Default 'auto'.
     precision: as lax's `precision`.
+    memory_budget: as for `conv`.
 
   Returns:
     `(N, C_out, *out)`, `out = (n - 1) * stride - lo - hi + dilation * (k - 1)
@@ -216,14 +229,14 @@ def conv_transpose(x, w, b=None, *, stride=1, padding=0, output_padding=0,
   cin_g, cout_g = g.in_channels_per_group, g.out_channels_per_group
   w_conv = jnp.asarray(w).reshape(g.groups, cin_g, cout_g, *g.kernel_size)
   w_conv = jnp.swapaxes(w_conv, 1, 2).reshape(g.kernel_shape)
-  return _run(x, w_conv, b, g, method, fn)
+  return _run(x, w_conv, b, g, method, fn, _budget.memory_budget(memory_budget, fn))
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None,
                          feature_group_count=1, batch_group_count=1, precision=None,
                          preferred_element_type=None, out_sharding=None, *,
-                         method="auto"):
+                         method="auto", memory_budget=None):
   """A drop-in for `jax.lax.conv_general_dilated` that can pick the algorithm.
 
   Same arguments and same result as lax's function (layouts through
@@ -249,6 +262,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
     out_sharding: as lax's: the result's sharding, naming Explicit mesh axes
       only.
     method: 'auto' or a method name. Keyword only.
+    memory_budget: as for `conv`. Keyword only.
 
   Returns:
     The convolution, in the layout `dimension_numbers` gives for the output.
@@ -278,7 +292,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   w = jnp.transpose(jnp.asarray(rhs), dnums.rhs_spec)
   if call.batch_group_count > 1:
     x = _batch_groups_to_feature_groups(x, call.batch_group_count)
-  y = jnp.transpose(_run(x, w, None, g, method, fn), np.argsort(dnums.out_spec))
+  budget = _budget.memory_budget(memory_budget, fn)
+  y = jnp.transpose(_run(x, w, None, g, method, fn, budget), np.argsort(dnums.out_spec))
   if out_sharding is not None:
     y = _spmd.constrain(y, out_sharding)
   return y

@@ -20,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ._budget import ENV_VAR, human
+from ._budget import memory_budget as memory_budget_bytes
 from ._geometry import array_shape, spatial_sizes, unfold_geometry
 
 
@@ -103,7 +105,7 @@ def _pad(x, pads):
   return lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads])
 
 
-def unfold(x, kernel_size, *, dilation=1, padding=0, stride=1):
+def unfold(x, kernel_size, *, dilation=1, padding=0, stride=1, memory_budget=None):
   """Extract sliding local blocks (im2col), as `torch.nn.functional.unfold`.
 
   Args:
@@ -113,6 +115,8 @@ def unfold(x, kernel_size, *, dilation=1, padding=0, stride=1):
     padding: zero padding: int, per-dim ints, per-dim `(lo, hi)` pairs, or
       'VALID'/'SAME'/'FULL'. Default 0.
     stride: int or per-dim ints. Default 1.
+    memory_budget: refuse a result of more bytes. Default:
+      `$JAXCONV_MEMORY_BUDGET`, else half the device's memory.
 
   Returns:
     `(N, C * prod(kernel_size), L)` where `L = prod(out)` and
@@ -123,7 +127,8 @@ def unfold(x, kernel_size, *, dilation=1, padding=0, stride=1):
   Raises:
     TypeError: `x` is not an array.
     ValueError: `x` has fewer than 3 dims, `kernel_size` (or another argument)
-      has the wrong length or a non-positive entry, or there is no patch.
+      has the wrong length or a non-positive entry, there is no patch, or the
+      patches would exceed `memory_budget`.
 
   Example:
     >>> import jax.numpy as jnp, numpy as np, jaxconv
@@ -138,6 +143,13 @@ def unfold(x, kernel_size, *, dilation=1, padding=0, stride=1):
   shape = array_shape(x, "x", fn, "(N, C, *spatial) with at least one spatial dim",
                       min_rank=3)
   k, d, pads, s, out = unfold_geometry(fn, shape[2:], kernel_size, dilation, padding, stride)
+  budget = memory_budget_bytes(memory_budget, fn)
+  size = math.prod(shape[:2]) * math.prod(k) * math.prod(out) * np.dtype(x.dtype).itemsize
+  if size > budget:
+    raise ValueError(
+        f"{fn}: the patches would take {human(size)}, over the memory budget of "
+        f"{human(budget)} (`memory_budget` or ${ENV_VAR}); got x.shape={shape}, "
+        f"kernel_size={k}: use jaxconv.conv for a convolution, it need not unfold.")
   x = jnp.asarray(x)
   patches = extract_patches(_pad(x, pads), k, d, s, out)
   return patches.reshape(shape[0], shape[1] * math.prod(k), math.prod(out))

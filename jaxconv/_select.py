@@ -21,6 +21,7 @@ import warnings
 import jax
 import numpy as np
 
+from . import _budget
 from ._geometry import Geometry, is_int, make_geometry
 from ._methods import METHODS, hook
 from ._methods.common import PASSES
@@ -103,24 +104,35 @@ def _seconds(coefs: dict[str, float], feats: dict[str, float]) -> float:
   return 1e-9 * sum(c * feats.get(f, 0.0) for f, c in coefs.items())
 
 
-def estimate(g: Geometry, backend: str | None = None) -> dict[str, float]:
+def estimate(g: Geometry, backend: str | None = None, budget: int | None = None
+             ) -> dict[str, float]:
   """Estimated forward+backward seconds of every method the model can rank.
 
   Args:
     g: a method geometry (zero padding).
     backend: a JAX backend name; default `jax.default_backend()`.
+    budget: temporary bytes a method may use (`jaxconv._budget`); default
+      `$JAXCONV_MEMORY_BUDGET`, else half the device's memory.
 
   Returns:
     `{method: seconds}` for registered methods that support `g` for 'auto'
-    (`supports(g, "auto")`) and have constants in the profile, in registry
-    order.
+    (`supports(g, "auto")`), fit the memory budget (`temp_bytes(g)`) and have
+    constants in the profile, in registry order.
   """
   backend = backend or jax.default_backend()
+  budget = _budget.memory_budget(budget)
   coefs, _ = profile(backend)
   cache = profile_cache_bytes(backend)
   return {name: _seconds(coefs[name], m.cost(g, PASSES[0], cache_bytes=cache))
           for name, m in METHODS.items()
-          if name in coefs and m.supports(g, "auto") is None}
+          if name in coefs and _declined(name, g, budget) is None}
+
+
+def _declined(name: str, g: Geometry, budget: int) -> str | None:
+  """Why `auto` may not pick method `name` for `g` within `budget`, or None."""
+  module = METHODS[name]
+  why = module.supports(g, "auto")
+  return why if why is not None else _budget.over(module.temp_bytes(g), budget)
 
 
 def _periodic_estimate(name: str, g: Geometry, backend: str, purpose: str) -> float | None:
@@ -171,9 +183,9 @@ def _ms(t: float) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _select(g: Geometry, backend: str) -> tuple[str, str]:
+def _select(g: Geometry, backend: str, budget: int) -> tuple[str, str]:
   gm = method_geometry(g)
-  est = estimate(gm, backend)
+  est = estimate(gm, backend, budget)
   for name in METHODS:
     t = _periodic_estimate(name, g, backend, "auto")
     if t is not None:
@@ -181,7 +193,7 @@ def _select(g: Geometry, backend: str) -> tuple[str, str]:
   _, calibrated = profile(backend)
   where = f"{backend} model" if calibrated else f"uncalibrated generic model ({backend})"
   declined = [f"{m} ({why})" for m in METHODS
-              if (why := METHODS[m].supports(gm, "auto")) is not None]
+              if (why := _declined(m, gm, budget)) is not None]
   tail = f"; declined: {'; '.join(declined)}" if declined else ""
   if not est:  # only possible with a profile that lacks 'lax'
     return "lax", f"lax: no method has estimates in the {where}{tail}"
@@ -199,7 +211,8 @@ def _select(g: Geometry, backend: str) -> tuple[str, str]:
   return best, f"{best}: est. fwd+bwd {_ms(est[best])}{speed} ({where}){others}{tail}"
 
 
-def select(g: Geometry, backend: str | None = None) -> tuple[str, str]:
+def select(g: Geometry, backend: str | None = None, budget: int | None = None
+           ) -> tuple[str, str]:
   """The method `method="auto"` runs for geometry `g`, and why.
 
   Rules:
@@ -207,7 +220,8 @@ def select(g: Geometry, backend: str | None = None) -> tuple[str, str]:
   1. Candidates are the registered methods whose `supports(g, "auto")` is
      None (e.g. no 'fft' for integer dtypes, no 'toeplitz' when its matrices
      would be too large, no 'direct'/'im2col' above 256 kernel taps since
-     their compile time grows ~10 ms per unrolled tap), on the geometry after
+     their compile time grows ~10 ms per unrolled tap) and whose temporary
+     memory (`temp_bytes`) fits the budget (`jaxconv._budget`), on the geometry after
      the padding mode; for `padding_mode='circular'` also every method's
      periodic hook (named `'<method> (periodic)'`), which needs no padded copy.
   2. Each candidate's forward+backward time is estimated as
@@ -247,12 +261,13 @@ def select(g: Geometry, backend: str | None = None) -> tuple[str, str]:
   Args:
     g: the user geometry (any padding mode) or a method geometry.
     backend: a JAX backend name; default `jax.default_backend()`.
+    budget: temporary bytes a method may use; default as `estimate`.
 
   Returns:
     `(method, reason)`; `method` is a registered name, or `'<name> (periodic)'`
     for a periodic hook; the reason gives the estimated times.
   """
-  return _select(g, backend or jax.default_backend())
+  return _select(g, backend or jax.default_backend(), _budget.memory_budget(budget))
 
 
 # --- the public front end ---------------------------------------------------------
