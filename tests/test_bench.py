@@ -33,10 +33,11 @@ TINY_NETS = {n.name: n for n in (
                      networks._resnet_apply))}
 
 zeros_method = types.SimpleNamespace(
-    supports=lambda g, purpose="call": None,
+    supports=lambda g, purpose="call": None, temp_bytes=lambda g: 0,
     conv=lambda x, w, g: jnp.zeros(g.out_shape, x.dtype))
 refusing_method = types.SimpleNamespace(
-    supports=lambda g, purpose="call": "never", conv=lambda x, w, g: None)
+    supports=lambda g, purpose="call": "never", temp_bytes=lambda g: 0,
+    conv=lambda x, w, g: None)
 
 
 @pytest.fixture

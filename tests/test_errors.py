@@ -139,6 +139,7 @@ def test_unsupported_geometry_names_the_methods_that_can(monkeypatch):
   picky = type("Picky", (), {})()
   picky.supports = lambda g, purpose="call": "it only does 1-D" if g.rank != 1 else None
   picky.conv = METHODS["lax"].conv
+  picky.temp_bytes = METHODS["lax"].temp_bytes
   monkeypatch.setitem(METHODS, "picky", picky)
   with pytest.raises(NotImplementedError,
                      match=r"method='picky' does not support this convolution \(it only does "

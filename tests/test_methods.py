@@ -113,7 +113,7 @@ def test_unpinned_and_stale_declines_fail(monkeypatch):
   case = CASES_BY_ID["1d-valid"]
   picky = type("Picky", (), {})()
   picky.supports = lambda g, purpose="call": "it only does 2-D" if g.rank != 2 else None
-  picky.conv = METHODS["lax"].conv
+  picky.conv, picky.temp_bytes = METHODS["lax"].conv, METHODS["lax"].temp_bytes
   monkeypatch.setitem(METHODS, "picky", picky)
   with pytest.raises(pytest.fail.Exception, match="declines row '1d-valid'.*only does 2-D"):
     expect_decline(case, "picky")
@@ -129,6 +129,7 @@ def test_check_against_lax_catches_a_wrong_method(monkeypatch):
   broken = type("Broken", (), {})()
   broken.supports = lambda g, purpose="call": None
   broken.conv = lambda x, w, g: METHODS["lax"].conv(x, w, g) * 1.001
+  broken.temp_bytes = METHODS["lax"].temp_bytes
   monkeypatch.setitem(METHODS, "broken", broken)
   with pytest.raises(AssertionError, match="method='broken' disagrees with lax.*value"):
     testing.check_against_lax("broken", (1, 2, 6, 6), (2, 2, 3, 3))

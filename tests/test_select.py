@@ -25,9 +25,9 @@ def _geometry_of(case, monkeypatch):
   seen = []
   real = _select.select
 
-  def spy(g, backend=None):
+  def spy(g, backend=None, budget=None):
     seen.append(g)
-    return real(g, backend)
+    return real(g, backend, budget)
   monkeypatch.setattr(_select, "select", spy)
   case.eval_shape("auto")
   assert len(seen) == 1
