@@ -93,7 +93,9 @@ def _run(x, w, b, g: Geometry, method: str, fn: str, budget: int):
     w = jnp.flip(w, axis=tuple(range(2, w.ndim)))
   local = _spmd.plan(x, g)
   per_device = g if local is None else local.local
-  if method == AUTO:
+  if method == AUTO and local is not None and local.spatial:
+    method = "lax"   # XLA's convolution exchanges the halos of a spatially sharded x
+  elif method == AUTO:
     method, _ = _select.select(per_device, budget=budget)
   periodic = method.endswith(_select.PERIODIC)
   if periodic:  # auto picked a periodic hook

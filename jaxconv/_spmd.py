@@ -45,12 +45,16 @@ class SpmdPlan:
       split over, along whole groups (may be empty).
     local: the geometry each device computes.
     mesh: the (abstract) mesh of the `shard_map`.
+    spatial: `x` is sharded on a spatial dim (Explicit axes): the method
+      needs whole rows, so `run` gathers them first (`jaxconv.sharded_conv`
+      exchanges halos instead; `auto` picks lax, whose convolution does).
   """
 
   batch: Axes
   channels: Axes
   local: Geometry
   mesh: Any
+  spatial: bool = False
 
   @property
   def specs(self) -> tuple[P, P, P]:
@@ -75,8 +79,9 @@ def plan(x, g: Geometry, *, gspmd_partitions: bool = False) -> SpmdPlan | None:
 
   Explicit mesh axes are read from `x`'s type: the batch dim's axes always
   split the work; the channel dim's axes too when they split whole groups
-  (`groups % size == 0`, a depthwise conv on channel-sharded `x`). Spatial
-  axes are left to XLA (spatial decomposition is `jaxconv.sharded_conv`).
+  (`groups % size == 0`, a depthwise conv on channel-sharded `x`). A method
+  needs whole spatial rows, so spatial axes are gathered (spatial
+  decomposition by halo exchange is `jaxconv.sharded_conv`).
   Auto axes are invisible at trace time: unless XLA partitions the method
   well by itself (`gspmd_partitions`, lax's convolution) the batch is split
   over the Auto axes whose sizes divide it (an `x` that was not split on the
@@ -100,6 +105,7 @@ def plan(x, g: Geometry, *, gspmd_partitions: bool = False) -> SpmdPlan | None:
   spec += (None,) * (2 - len(spec))
   batch = tuple(a for a in _entry_axes(spec[0]) if a in explicit)
   channels = tuple(a for a in _entry_axes(spec[1]) if a in explicit)
+  spatial = any(a in explicit for entry in spec[2:] for a in _entry_axes(entry))
   if channels and g.groups % _size(mesh, channels):
     channels = ()          # not along whole groups: leave it to XLA
   if not gspmd_partitions and not batch:
@@ -108,15 +114,17 @@ def plan(x, g: Geometry, *, gspmd_partitions: bool = False) -> SpmdPlan | None:
     for a in auto:
       if g.batch % _size(mesh, batch + (a,)) == 0:
         batch += (a,)
-  if not batch and not channels:
+  if not batch and not channels and not spatial:
     return None
+  if spatial and gspmd_partitions:
+    return None            # lax's convolution exchanges halos itself: leave it to XLA
   nb, nc = _size(mesh, batch), _size(mesh, channels)
   if g.batch % nb:
     return None
   local = g.replace(in_shape=(g.batch // nb, g.in_channels // nc, *g.in_spatial),
                     kernel_shape=(g.out_channels // nc, *g.kernel_shape[1:]),
                     groups=g.groups // nc)
-  return SpmdPlan(batch, channels, local, mesh)
+  return SpmdPlan(batch, channels, local, mesh, spatial)
 
 
 def run(conv, x, w, p: SpmdPlan):
@@ -129,6 +137,10 @@ def run(conv, x, w, p: SpmdPlan):
   """
   x_spec, w_spec, y_spec = p.specs
   local = p.local
+  if p.spatial:
+    x = jax.sharding.reshard(x, x_spec)
+  if not p.batch and not p.channels:
+    return conv(x, w, local)
 
   def per_device(xs, ws):
     if p.batch:

@@ -129,3 +129,22 @@ def test_out_sharding_of_the_wrong_kind():
                                       r"PartitionSpec; got out_sharding='data'"):
     jaxconv.conv_general_dilated(jnp.ones((1, 1, 4)), jnp.ones((1, 1, 3)), (1,), "VALID",
                                  out_sharding="data")
+
+
+@pytest.mark.parametrize("method", [*jaxconv.method_names(), "auto"])
+def test_spatially_sharded_input_on_an_explicit_mesh(method):
+  """A spatially sharded `x` (Explicit axes) gives lax's values: lax (and auto,
+  which picks it) exchanges halos, the other methods gather the rows they need
+  (`jaxconv.sharded_conv` is the halo-exchanging route for them)."""
+  x, w = _random((2, 4, 32, 8), 0), _random((4, 4, 3, 3), 1)
+  mesh = _mesh("explicit")
+  with jax.sharding.set_mesh(mesh):
+    xs = jax.device_put(x, NamedSharding(mesh, P(None, None, "data")))
+    fwd = jax.jit(lambda x, w: jaxconv.conv(x, w, padding=1, method=method)).lower(
+        xs, w).compile()
+    y = fwd(xs, w)
+  ref = jaxconv.conv(x, w, padding=1, method="lax")
+  np.testing.assert_allclose(y, ref, rtol=0, atol=1e-9 * float(jnp.abs(ref).max()))
+  kinds = {c.kind for c in collectives(fwd.as_text())}
+  if method in ("lax", "auto"):
+    assert kinds == {"collective-permute"}, kinds
