@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_WORKERS ?= 2
 
-.PHONY: test bench bench-full clean
+.PHONY: test bench bench-full bench-sharding clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ bench: $(VENV)/.stamp-bench
 
 bench-full: $(VENV)/.stamp-bench
 	$(PY) -m bench --full
+
+# 8 host CPU devices: `--sharding` re-runs itself in a child process with
+# XLA_FLAGS=--xla_force_host_platform_device_count=8.
+bench-sharding: $(VENV)/.stamp-bench
+	$(PY) -m bench --sharding
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -9,4 +9,5 @@ Modules, one job each:
   runner   case x method: check first, then time; ratios to lax
   report   rich table, JSON, markdown, README insertion
   plots    PNGs: time vs kernel size, speed-up over lax
+  sharding `--sharding`: collective bytes and per-device memory on 8 host devices
 """

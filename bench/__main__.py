@@ -1,15 +1,21 @@
 """`python -m bench`: check every method against lax, then time it.
 
 Usage:
-  python -m bench [--quick | --full] [--cases GLOB ...] [--methods NAME ...]
+  python -m bench [--quick | --full | --sharding] [--cases GLOB ...] [--methods NAME ...]
                   [--out DIR] [--no-readme | --readme PATH] [--plots]
                   [--repeats N] [--max-temp-gb GB] [--no-peers] [--list]
-                  [--networks GLOB ... | --no-networks]
+                  [--networks GLOB ... | --no-networks] [--image-size N]
 
 Besides the single convolutions, one optax training step of each small
 network in `bench/networks.py` is timed with lax and auto (`--full` adds
 autotune; `--methods` selects among these), in unfiltered runs for every
 network, with `--cases` only for those named by `--networks`.
+
+`--sharding` runs `bench/sharding.py` instead, on 8 host CPU devices (in a
+child process that sets XLA_FLAGS): the collective bytes of every method on a
+batch-sharded input, and `sharded_conv`'s per-device memory; `--cases` and
+`--methods` filter it, and it writes `<out>/sharding.json` and
+`<out>/sharding.md` (`sharding-custom.*` when filtered), never README.md.
 
 Writes `<out>/<suite>.json` (`custom.json` when `--cases`/`--methods` filter
 the run), the markdown table into README.md between `<!-- bench:start -->` and
@@ -29,7 +35,7 @@ from pathlib import Path
 
 from . import cases as cases_lib
 from . import networks as networks_lib
-from . import report, runner, timing
+from . import report, runner, sharding, timing
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "bench" / "results"
@@ -44,6 +50,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                      help="the issue-2 cases and the FFT cases (default; `make bench`)")
   suite.add_argument("--full", dest="suite", action="store_const", const="full",
                      help="adds the model zoo and the kernel-size sweeps")
+  suite.add_argument("--sharding", dest="suite", action="store_const", const="sharding",
+                     help="collective bytes and per-device memory on 8 host CPU devices "
+                          "(bench/sharding.py; `make bench-sharding`)")
   p.set_defaults(suite="quick")
   p.add_argument("--cases", nargs="+", metavar="GLOB",
                  help="case names or globs, from the full table (see --list)")
@@ -69,10 +78,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                          "--cases filters the run)")
   nets.add_argument("--no-networks", action="store_true",
                     help="do not run the training-step networks")
+  p.add_argument("--image-size", type=int, default=sharding.IMAGE_SIZE, metavar="N",
+                 help="--sharding: side of the sharded_conv image (default "
+                      f"{sharding.IMAGE_SIZE}; a multiple of 8)")
   p.add_argument("--list", action="store_true", help="list the cases and exit")
   args = p.parse_args(list(argv))
   if args.repeats is not None and args.repeats < 1:
     p.error(f"--repeats must be positive; got {args.repeats}")
+  if args.image_size < 8 or args.image_size % 8:
+    p.error(f"--image-size must be a positive multiple of 8; got {args.image_size}")
   return args
 
 
@@ -97,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parse_args(argv)
   # Wide enough for the table when piped (rich assumes 80 columns off a tty).
   con = Console() if sys.stdout.isatty() else Console(width=200)
+  if args.suite == "sharding" and not args.list:
+    return sharding.run(argv, args, con)
   if args.list:
     for c in cases_lib.FULL:
       tag = "quick" if c in cases_lib.QUICK else "full"

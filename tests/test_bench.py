@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import types
 
 import jax.numpy as jnp
 import pytest
 
 from bench import __main__ as bench_main
-from bench import cases, networks, plots, report, runner, timing
+from bench import cases, networks, plots, report, runner, sharding, timing
 from bench.cases import Case
 from jaxconv._methods import METHODS
 
@@ -306,3 +307,91 @@ def test_calibration_decision_fit_orders_the_methods():
     f = _select.features(calibrate.problem.method_geometry(calibrate.BY_NAME[n]), cache)
     est = {m: sum(c * f[m].get(k, 0.0) for k, c in coefs[m].items()) for m in secs}
     assert min(est, key=est.get) == "fft", (n, est)
+
+
+# --- python -m bench --sharding ----------------------------------------------
+
+TINY_SHARD = Case("tiny-shard", "test", (8, 3, 8, 8), (4, 3, 3, 3),
+                  {"padding": ((1, 1), (1, 1))})
+
+
+def test_sharding_tables(tmp_path, monkeypatch):
+  """In-process on 8 devices; else (the usual 1-device test process) the
+  child-process path of `python -m bench --sharding`, on its smallest case."""
+  import jax
+  if jax.device_count() >= sharding.DEVICES:
+    rows = sharding.run_collectives([TINY_SHARD], ["lax", "im2col"])
+    mem = sharding.run_memory(32, splits=(((2,), ("h", None)), ((2, 2), ("h", "w"))),
+                              methods=("lax",))
+    js, md = sharding.write(tmp_path, "sharding-custom",
+                            report.metadata(["--sharding"], "sharding", gemm_peak=None),
+                            rows, mem)
+    data = json.loads(js.read_text())
+    case = "tiny-shard"
+  else:
+    # A flag already in XLA_FLAGS would make main() run here, on 1 device.
+    monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", "").replace(sharding.FLAG, ""))
+    code = bench_main.main(["--sharding", "--cases", "resnet-1x1", "--methods", "im2col",
+                            "--image-size", "32", "--out", str(tmp_path)])
+    assert code == 0
+    data = json.loads((tmp_path / "sharding-custom.json").read_text())
+    assert data["meta"]["device_count"] == 8 and sharding.FLAG in data["meta"]["xla_flags"]
+    md, case = tmp_path / "sharding-custom.md", "resnet-1x1"
+  rows = data["collectives"]
+  assert [(r["mesh"], r["method"]) for r in rows] == [
+      ("default", "lax"), ("default", "im2col"), ("auto", "lax"), ("auto", "im2col")]
+  for r in rows:
+    assert r["status"] == "ok", r["reason"]
+    assert r["fwd"] == {}                                 # data parallel: local forward
+    assert set(r["bwd"]) == {"all-reduce"} and r["bwd"]["all-reduce"] <= r["params_bytes"]
+  mem = {(r["shards"], r["name"]): r for r in data["memory"]}
+  single, *split = data["memory"]
+  assert single["name"] == "conv, 1 device" and single["permute_bytes"] == 0
+  for r in split:
+    assert r["status"] == "ok", r["reason"]
+    assert (r["permute_bytes"] > 0) == (r["shards"] > 1)   # the halo exchange
+    assert r["output_bytes"] * r["shards"] == single["output_bytes"]
+  assert len(mem) == len(data["memory"])
+  text = md.read_text()
+  assert f"| `{case}` |" in text and "| conv, 1 device | 1 | lax |" in text
+
+
+def test_sharding_rows_flag_a_wrong_method(monkeypatch):
+  """The row builder on a 1-device mesh: a wrong method is FAIL, with no bytes."""
+  monkeypatch.setattr(sharding, "DEVICES", 1)
+  monkeypatch.setitem(METHODS, "direct", zeros_method)
+  lax_row, bad = sharding.run_collectives([TINY_SHARD], ["lax", "direct"],
+                                          meshes=("default",))
+  assert lax_row.status == runner.OK and lax_row.error["bwd"] <= lax_row.tol
+  assert bad.status == runner.FAIL and "fwd: WRONG RESULT in y" in bad.reason
+  assert bad.fwd == {} and bad.bwd == {}
+  assert "**FAIL**" in sharding.markdown(
+      report.metadata([], "sharding", gemm_peak=None), [lax_row, bad], [])
+
+
+def test_sharding_errors(monkeypatch):
+  import jax
+  monkeypatch.setattr(sharding, "DEVICES", jax.device_count() + 1)
+  with pytest.raises(RuntimeError, match=r"bench --sharding: needs \d+ devices; got "
+                                         r"jax.device_count\(\)=\d+\. XLA_FLAGS="):
+    sharding.run_collectives([TINY_SHARD], ["lax"])
+  with pytest.raises(RuntimeError, match="needs"):
+    sharding.run_memory(16)
+  with pytest.raises(ValueError, match="--cases 'nope' matches no sharding case; known: "
+                                       "resnet-3x3"):
+    sharding.select_cases(["nope"])
+  assert [c.name for c in sharding.select_cases(["*1d"])] == ["causal-1d"]
+  with pytest.raises(SystemExit):
+    bench_main.parse_args(["--sharding", "--image-size", "12"])
+
+
+def test_collective_bytes():
+  hlo = "\n".join([
+      "%ar = f32[4,3]{1,0} all-reduce(f32[4,3]{1,0} %dw), replica_groups={}",
+      "%cp = bf16[2,8]{1,0} collective-permute(bf16[2,8]{1,0} %x), pairs={{0,1}}",
+      "%cp2 = bf16[2]{0} collective-permute(bf16[2]{0} %y), pairs={{0,1}}"])
+  assert sharding.collective_bytes(hlo) == {"all-reduce": 48, "collective-permute": 36}
+  assert sharding.fmt_collectives({}) == "0"
+  assert sharding.fmt_collectives({"all-reduce": 2048}) == "2.0 KiB AR"
+  assert sharding.fmt_collectives({"all-gather": 1024, "all-reduce": 1024}) == (
+      "2.0 KiB (1.0 KiB AG + 1.0 KiB AR)")
