@@ -148,3 +148,28 @@ def test_spatially_sharded_input_on_an_explicit_mesh(method):
   kinds = {c.kind for c in collectives(fwd.as_text())}
   if method in ("lax", "auto"):
     assert kinds == {"collective-permute"}, kinds
+
+
+def test_chunked_fft_inside_shard_map(monkeypatch):
+  """A long filter whose FFT plan scans over block groups (`plans.chunked`)
+  inside `sharded_conv`'s shard_map: the scan's carry varies like its input
+  (regression: 'scan body function carry input and carry output must have
+  equal types', found by `python -m bench --sharding`)."""
+  from jaxconv._geometry import geometry_of
+  from jaxconv._methods import fft
+  from jaxconv._methods.fft import plans
+  # Chunk small spectra, so that a small slab takes the scan path.
+  monkeypatch.setattr(plans, "_SCAN_ABOVE_BYTES", 1 << 14)
+  monkeypatch.setattr(plans, "_CHUNK_BYTES", 1 << 12)
+  plans.plan_conv.cache_clear()
+  try:
+    x, w = _random((1, 2, 1 << 15), 0), _random((2, 1, 33), 1)
+    slab = geometry_of((1, 2, (1 << 15) // 8 + 32), (2, 1, 33), "float64", groups=2)
+    assert fft.plan(slab).chunk
+    mesh = jax.make_mesh((8,), ("s",))
+    y = jaxconv.sharded_conv(x, w, mesh=mesh, spatial_axes=("s",), padding="SAME",
+                             groups=2, method="fft")
+  finally:
+    plans.plan_conv.cache_clear()
+  ref = jaxconv.conv(x, w, padding="SAME", groups=2, method="lax")
+  np.testing.assert_allclose(y, ref, rtol=0, atol=1e-9 * float(jnp.abs(ref).max()))
