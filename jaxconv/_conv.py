@@ -9,10 +9,12 @@ layouts, bias or padding modes.
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from . import _autotune, _budget, _select, _spmd
 from ._geometry import (Geometry, make_geometry, make_lax_geometry,
@@ -91,6 +93,10 @@ def _run(x, w, b, g: Geometry, method: str, fn: str, budget: int):
   x, w = jnp.asarray(x), jnp.asarray(w)
   if g.flip:
     w = jnp.flip(w, axis=tuple(range(2, w.ndim)))
+  if is_degenerate(g):
+    if method in METHODS:   # a method's declines (fft: integers) hold at any size
+      _check_supported(method, g, budget, fn)
+    return _add_bias(_degenerate_conv(x, w, g), b)
   local = _spmd.plan(x, g)
   per_device = g if local is None else local.local
   if method == AUTO and local is not None and local.spatial:
@@ -113,6 +119,29 @@ def _run(x, w, b, g: Geometry, method: str, fn: str, budget: int):
     method = _autotune.choose(per_device, budget=budget)
   _check_supported(method, per_device, budget, fn)
   return _add_bias(_call(METHODS[method].conv, method, x, w, g), b)
+
+
+def is_degenerate(g: Geometry) -> bool:
+  """No work to do: an empty input, kernel or output. The result is then
+  empty, or zeros where the contraction (channels x taps, or a zero-size
+  input, all padding) is empty."""
+  return 0 in (math.prod(g.in_shape), math.prod(g.kernel_shape), math.prod(g.out_shape))
+
+
+def _degenerate_conv(x, w, g: Geometry):
+  """A degenerate convolution (`is_degenerate`), computed by lax itself.
+
+  lax defines these (an empty result, or zeros of lax's output dtype) and their
+  derivatives (zero or empty cotangents and tangents of the inputs' shapes), so
+  calling `lax.conv_general_dilated` gives exactly lax's answer for every
+  method, with no method running on a zero-size array. The padding mode does
+  not matter here: no output reads a padded value that is not multiplied by
+  an empty contraction, and the output shape depends only on `g.padding`.
+  """
+  return lax.conv_general_dilated(
+      x, w, g.stride, g.padding, lhs_dilation=g.lhs_dilation, rhs_dilation=g.dilation,
+      feature_group_count=g.groups, precision=g.precision,
+      preferred_element_type=g.preferred_element_type)
 
 
 def _call(conv, method: str, x, w, g: Geometry):
