@@ -188,7 +188,8 @@ def conv(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1,
   Raises:
     TypeError: non-array `x`/`w`/`b`, mismatched dtypes, arguments of the wrong kind.
     ValueError: shapes that do not match, bad strides/padding/groups/modes, an
-      unknown method, or an empty output.
+      unknown method or `precision`, or an empty output (as PyTorch; a zero
+      batch or zero channels are fine and give lax's empty / zero result).
     NotImplementedError: the chosen method cannot compute this geometry.
 
   Example:
@@ -298,8 +299,19 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   Returns:
     The convolution, in the layout `dimension_numbers` gives for the output.
 
+  Zero-size inputs and empty outputs are computed as lax computes them (an
+  empty result, or zeros where the contraction is empty), by lax itself, for
+  every method; their derivatives are lax's too.
+
   Raises:
-    TypeError, ValueError: as `conv`, naming lax's argument names.
+    TypeError: as `conv`, plus (as lax) bad `dimension_numbers`, the wrong
+      number of `padding` pairs, a `preferred_element_type` lax refuses
+      (narrower than, or of another kind than, the inputs).
+    ValueError: as `conv` (but not for an empty output), naming lax's argument
+      names, plus (as lax) a `padding` that is neither a string nor (lo, hi)
+      pairs (no int shorthand), an unknown `precision`, padding that crops
+      more than the whole input.
+    NotImplementedError: the chosen method cannot compute this call.
 
   Example:
     >>> import jax, jax.numpy as jnp, numpy as np, jaxconv
