@@ -9,10 +9,12 @@ layouts, bias or padding modes.
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from . import _autotune, _budget, _select, _spmd
 from ._geometry import (Geometry, make_geometry, make_lax_geometry,
@@ -91,6 +93,10 @@ def _run(x, w, b, g: Geometry, method: str, fn: str, budget: int):
   x, w = jnp.asarray(x), jnp.asarray(w)
   if g.flip:
     w = jnp.flip(w, axis=tuple(range(2, w.ndim)))
+  if is_degenerate(g):
+    if method in METHODS:   # a method's declines (fft: integers) hold at any size
+      _check_supported(method, g, budget, fn)
+    return _add_bias(_degenerate_conv(x, w, g), b)
   local = _spmd.plan(x, g)
   per_device = g if local is None else local.local
   if method == AUTO and local is not None and local.spatial:
@@ -113,6 +119,29 @@ def _run(x, w, b, g: Geometry, method: str, fn: str, budget: int):
     method = _autotune.choose(per_device, budget=budget)
   _check_supported(method, per_device, budget, fn)
   return _add_bias(_call(METHODS[method].conv, method, x, w, g), b)
+
+
+def is_degenerate(g: Geometry) -> bool:
+  """No work to do: an empty input, kernel or output. The result is then
+  empty, or zeros where the contraction (channels x taps, or a zero-size
+  input, all padding) is empty."""
+  return 0 in (math.prod(g.in_shape), math.prod(g.kernel_shape), math.prod(g.out_shape))
+
+
+def _degenerate_conv(x, w, g: Geometry):
+  """A degenerate convolution (`is_degenerate`), computed by lax itself.
+
+  lax defines these (an empty result, or zeros of lax's output dtype) and their
+  derivatives (zero or empty cotangents and tangents of the inputs' shapes), so
+  calling `lax.conv_general_dilated` gives exactly lax's answer for every
+  method, with no method running on a zero-size array. The padding mode does
+  not matter here: no output reads a padded value that is not multiplied by
+  an empty contraction, and the output shape depends only on `g.padding`.
+  """
+  return lax.conv_general_dilated(
+      x, w, g.stride, g.padding, lhs_dilation=g.lhs_dilation, rhs_dilation=g.dilation,
+      feature_group_count=g.groups, precision=g.precision,
+      preferred_element_type=g.preferred_element_type)
 
 
 def _call(conv, method: str, x, w, g: Geometry):
@@ -159,7 +188,8 @@ def conv(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1,
   Raises:
     TypeError: non-array `x`/`w`/`b`, mismatched dtypes, arguments of the wrong kind.
     ValueError: shapes that do not match, bad strides/padding/groups/modes, an
-      unknown method, or an empty output.
+      unknown method or `precision`, or an empty output (as PyTorch; a zero
+      batch or zero channels are fine and give lax's empty / zero result).
     NotImplementedError: the chosen method cannot compute this geometry.
 
   Example:
@@ -269,8 +299,19 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   Returns:
     The convolution, in the layout `dimension_numbers` gives for the output.
 
+  Zero-size inputs and empty outputs are computed as lax computes them (an
+  empty result, or zeros where the contraction is empty), by lax itself, for
+  every method; their derivatives are lax's too.
+
   Raises:
-    TypeError, ValueError: as `conv`, naming lax's argument names.
+    TypeError: as `conv`, plus (as lax) bad `dimension_numbers`, the wrong
+      number of `padding` pairs, a `preferred_element_type` lax refuses
+      (narrower than, or of another kind than, the inputs).
+    ValueError: as `conv` (but not for an empty output), naming lax's argument
+      names, plus (as lax) a `padding` that is neither a string nor (lo, hi)
+      pairs (no int shorthand), an unknown `precision`, padding that crops
+      more than the whole input.
+    NotImplementedError: the chosen method cannot compute this call.
 
   Example:
     >>> import jax, jax.numpy as jnp, numpy as np, jaxconv

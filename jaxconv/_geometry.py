@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
@@ -143,15 +144,17 @@ def out_size(padded: Sequence[int], kernel_size: Sequence[int], stride: Sequence
              dilation: Sequence[int]) -> tuple[int, ...]:
   """The one output-size rule (seed 003's floor formula), per dim:
   `floor((padded - dilation * (k - 1) - 1) / stride) + 1`, where `padded`
-  already includes the padding (and lhs dilation). Not positive when the
-  dilated kernel is larger than the padded input.
+  already includes the padding (and lhs dilation); 0 (an empty output, as lax
+  computes it) when the dilated kernel is larger than the padded input.
 
   Example:
     >>> from jaxconv._geometry import out_size
     >>> out_size((34, 10), (3, 3), (1, 2), (1, 2))
     (32, 3)
+    >>> out_size((2,), (3,), (1,), (1,))
+    (0,)
   """
-  return tuple((p - dilate_dim(k, d)) // s + 1
+  return tuple(max(0, (p - dilate_dim(k, d)) // s + 1)
                for p, k, s, d in zip(padded, kernel_size, stride, dilation))
 
 
@@ -239,24 +242,96 @@ def shape_of(a, name: str, fn: str) -> tuple[int, ...]:
   return tuple(int(s) for s in shape)
 
 
-def canonical_precision(precision):
-  """Make `precision` hashable (lists -> tuples); values are lax's."""
-  if isinstance(precision, list):
+_PRECISION_NAMES = ("highest", "float32", "high", "bfloat16_3x", "tensorfloat32", "default",
+                    "bfloat16", "fastest")
+"""The strings lax's `precision` takes as a `lax.Precision` (lower case, as lax)."""
+
+
+def check_precision(precision, fn: str):
+  """`precision` checked by lax's rules, hashable (a list becomes a tuple).
+
+  Accepted, as `lax.conv_general_dilated` accepts them: None, a
+  `lax.Precision`, a precision string ('highest', 'high', 'default', ...), a
+  `lax.DotAlgorithmPreset` or its name, a `lax.DotAlgorithm`, or a pair of
+  `lax.Precision`s or of precision strings (one per operand).
+
+  Raises:
+    ValueError: anything else (lax raises ValueError too).
+  """
+  if precision is None or isinstance(
+      precision, (lax.Precision, lax.DotAlgorithm, lax.DotAlgorithmPreset)):
+    return precision
+  if isinstance(precision, str) and (precision in _PRECISION_NAMES
+                                     or precision in lax.DotAlgorithmPreset.__members__):
+    return precision
+  if (isinstance(precision, (list, tuple)) and len(precision) == 2
+      and (all(isinstance(p, lax.Precision) for p in precision)
+           or all(isinstance(p, str) and p in _PRECISION_NAMES for p in precision))):
     return tuple(precision)
-  return precision
+  raise ValueError(
+      f"{fn}: `precision` must be None, a lax.Precision, one of "
+      f"{', '.join(repr(p) for p in _PRECISION_NAMES)}, a lax.DotAlgorithmPreset (or "
+      "its name), a lax.DotAlgorithm, or a pair of lax.Precision values or strings "
+      f"(one per operand); got precision={precision!r}.")
+
+
+def check_preferred_element_type(preferred, dtype, fn: str):
+  """`preferred_element_type` as a NumPy dtype (None stays None), by lax's rules.
+
+  As `lax.conv_general_dilated`: integer inputs may accumulate in a wider or
+  equal integer of the same signedness, or in any float; float inputs in a
+  wider or equal float; complex in a wider or equal complex; never narrower
+  than the input.
+
+  Raises:
+    TypeError: not a dtype, or a combination lax refuses (lax raises TypeError).
+  """
+  if preferred is None:
+    return None
+  try:
+    pref = jnp.dtype(preferred)
+  except TypeError:
+    raise TypeError(
+        f"{fn}: `preferred_element_type` must be None or a dtype; got "
+        f"preferred_element_type={preferred!r}.") from None
+  dtype = np.dtype(dtype)
+  got = f"got preferred_element_type={pref.name} for inputs of dtype {dtype.name}."
+  if not (jnp.issubdtype(dtype, np.integer) and jnp.issubdtype(pref, np.floating)):
+    for kind in (np.integer, np.floating, np.complexfloating):
+      if jnp.issubdtype(dtype, kind) and not jnp.issubdtype(pref, kind):
+        raise TypeError(
+            f"{fn}: `preferred_element_type` must be of a kind the inputs can accumulate "
+            "in: (integer, integer), (integer, floating), (floating, floating) or "
+            f"(complex, complex), as lax; {got}")
+    if jnp.issubdtype(dtype, np.signedinteger) and not jnp.issubdtype(pref, np.signedinteger):
+      raise TypeError(
+          f"{fn}: `preferred_element_type` must have the signedness of the inputs, as "
+          f"lax; {got}")
+  if pref.itemsize < dtype.itemsize:
+    raise TypeError(
+        f"{fn}: `preferred_element_type` must not be narrower than the inputs' dtype, "
+        f"as lax; {got}")
+  return pref
 
 
 def make_geometry(fn: str, x, w, *, stride=1, padding=0, dilation=1, lhs_dilation=1,
                   groups=1, padding_mode="zeros", flip=False, precision=None,
-                  preferred_element_type=None) -> Geometry:
+                  preferred_element_type=None, allow_empty=False) -> Geometry:
   """Validate arguments of `fn` against the shapes of `x` and `w`.
 
   `x` is `(N, C_in, *spatial)`, `w` is `(C_out, C_in // groups, *kernel)`;
-  both may be arrays, tracers or `jax.ShapeDtypeStruct`s.
+  both may be arrays, tracers or `jax.ShapeDtypeStruct`s. A zero batch or
+  zero channels are always accepted (the result is empty, or zeros where the
+  contraction is empty). `allow_empty=True` (lax's rules, for
+  `conv_general_dilated`) also accepts zero-size input spatial dims and an
+  empty output; padding may then crop at most the whole (dilated) input, as
+  in lax.
 
   Raises:
-    TypeError: a non-array input, or an argument of the wrong kind.
-    ValueError: shapes or values that do not make a convolution.
+    TypeError: a non-array input, an argument of the wrong kind, a
+      `preferred_element_type` lax refuses for the input dtype.
+    ValueError: shapes or values that do not make a convolution, a `precision`
+      lax does not know.
   """
   x_shape = shape_of(x, "x", fn)
   w_shape = shape_of(w, "w", fn)
@@ -290,8 +365,10 @@ def make_geometry(fn: str, x, w, *, stride=1, padding=0, dilation=1, lhs_dilatio
         f"and groups={groups} (expected w.shape[1] == {c_in // groups}).")
   if any(k < 1 for k in w_shape[2:]):
     raise ValueError(f"{fn}: kernel spatial sizes must be positive; got w.shape={w_shape}.")
-  if any(n < 1 for n in x_shape[2:]):
+  if any(n < 1 for n in x_shape[2:]) and not allow_empty:
     raise ValueError(f"{fn}: input spatial sizes must be positive; got x.shape={x_shape}.")
+  precision = check_precision(precision, fn)
+  preferred_element_type = check_preferred_element_type(preferred_element_type, x.dtype, fn)
 
   stride = ntuple(stride, rank, "stride", fn)
   dilation = ntuple(dilation, rank, "dilation", fn)
@@ -311,11 +388,15 @@ def make_geometry(fn: str, x, w, *, stride=1, padding=0, dilation=1, lhs_dilatio
       in_shape=x_shape, kernel_shape=w_shape, stride=stride, padding=pads,
       dilation=dilation, lhs_dilation=lhs_dilation, groups=groups,
       padding_mode=padding_mode, flip=bool(flip), dtype=np.dtype(x.dtype),
-      precision=canonical_precision(precision),
-      preferred_element_type=(None if preferred_element_type is None
-                              else np.dtype(preferred_element_type)))
+      precision=precision, preferred_element_type=preferred_element_type)
   padded = g.padded_spatial
-  if any(p < ek for p, ek in zip(padded, g.effective_kernel_size)):
+  if allow_empty:
+    if any(p < 0 for p in padded):
+      raise ValueError(
+          f"{fn}: negative padding crops more than the (dilated) input, as lax refuses; "
+          f"padded input spatial {padded} (x.shape={x_shape}, padding={pads}, "
+          f"lhs_dilation={lhs_dilation}).")
+  elif any(p < ek for p, ek in zip(padded, g.effective_kernel_size)):
     raise ValueError(
         f"{fn}: the kernel is larger than the padded input, so the output is empty; "
         f"padded input spatial {padded} vs dilated kernel {g.effective_kernel_size} "
@@ -408,10 +489,17 @@ def make_lax_geometry(fn: str, lhs, rhs, window_strides, padding, lhs_dilation=N
                       preferred_element_type=None) -> LaxCall:
   """Validate `lax.conv_general_dilated`-style arguments (lax's names).
 
+  Empty inputs and outputs are accepted as lax accepts them (`allow_empty` of
+  `make_geometry`): zero-size spatial dims, and a kernel larger than the
+  padded input (an empty output).
+
   Raises:
-    TypeError: non-array inputs, `window_strides` that is not a sequence,
-      arguments of the wrong kind.
-    ValueError: shapes or values lax would refuse, named by lax's argument names.
+    TypeError: non-array inputs, `window_strides` that is not a sequence, bad
+      `dimension_numbers`, the wrong number of `padding` pairs, a
+      `preferred_element_type` lax refuses, arguments of the wrong kind.
+    ValueError: shapes or values lax would refuse, named by lax's argument
+      names: a `padding` that is neither a string nor (lo, hi) pairs (an int
+      included), an unknown `precision`, padding that crops more than the input.
   """
   lhs_shape, rhs_shape = shape_of(lhs, "lhs", fn), shape_of(rhs, "rhs", fn)
   if len(lhs_shape) < 3 or len(rhs_shape) != len(lhs_shape):
@@ -419,7 +507,10 @@ def make_lax_geometry(fn: str, lhs, rhs, window_strides, padding, lhs_dilation=N
         f"{fn}: `lhs` and `rhs` must have the same rank >= 3; got lhs.shape={lhs_shape} "
         f"and rhs.shape={rhs_shape}.")
   rank = len(lhs_shape) - 2
-  dnums = lax.conv_dimension_numbers(lhs_shape, rhs_shape, dimension_numbers)
+  dnums = _dimension_numbers(lhs_shape, rhs_shape, dimension_numbers, fn)
+  if isinstance(padding, np.ndarray):   # lax takes an int array of (lo, hi) rows too
+    padding = tuple(tuple(row) for row in padding.tolist())
+  _check_lax_padding(padding, rank, fn)
   feature_group_count = _positive_int(feature_group_count, "feature_group_count", fn)
   batch_group_count = _positive_int(batch_group_count, "batch_group_count", fn)
   if feature_group_count > 1 and batch_group_count > 1:
@@ -453,8 +544,63 @@ def make_lax_geometry(fn: str, lhs, rhs, window_strides, padding, lhs_dilation=N
                     dilation=1 if rhs_dilation is None else rhs_dilation,
                     lhs_dilation=1 if lhs_dilation is None else lhs_dilation,
                     groups=groups, precision=precision,
-                    preferred_element_type=preferred_element_type)
+                    preferred_element_type=preferred_element_type, allow_empty=True)
   return LaxCall(dnums, batch_group_count, g)
+
+
+_LAYOUTS = ("lhs", "NC"), ("rhs", "OI"), ("out", "NC")
+
+
+def _dimension_numbers(lhs_shape, rhs_shape, dimension_numbers, fn: str):
+  """lax's `ConvDimensionNumbers` for `dimension_numbers`, checked first by
+  lax's rules so a bad one gets a jaxconv message (TypeError, as lax)."""
+  given = f"got dimension_numbers={dimension_numbers!r}"
+  if dimension_numbers is None or isinstance(dimension_numbers, lax.ConvDimensionNumbers):
+    return lax.conv_dimension_numbers(lhs_shape, rhs_shape, dimension_numbers)
+  if not isinstance(dimension_numbers, (tuple, list)) or len(dimension_numbers) != 3:
+    raise TypeError(
+        f"{fn}: `dimension_numbers` must be None, a lax.ConvDimensionNumbers or three "
+        f"layout strings (lhs, rhs, out) such as ('NCHW', 'OIHW', 'NCHW'); {given}.")
+  if not all(isinstance(spec, str) for spec in dimension_numbers):
+    raise TypeError(
+        f"{fn}: `dimension_numbers` must be three layout strings (lhs, rhs, out); {given}.")
+  ndim = len(lhs_shape)
+  spatial = []
+  for spec, (name, special) in zip(dimension_numbers, _LAYOUTS):
+    if len(spec) != ndim or len(set(spec)) != ndim:
+      raise TypeError(
+          f"{fn}: each layout in `dimension_numbers` must name each of the {ndim} dims of "
+          f"`lhs` and `rhs` once; the {name} layout {spec!r} does not ({given}).")
+    if not all(c in spec for c in special):
+      raise TypeError(
+          f"{fn}: the {name} layout in `dimension_numbers` must contain "
+          f"{special[0]!r} and {special[1]!r}; {given}.")
+    spatial.append(set(spec) - set(special))
+  if not spatial[0] == spatial[1] == spatial[2]:
+    raise TypeError(
+        f"{fn}: the layouts in `dimension_numbers` must share the same spatial "
+        f"characters; {given}.")
+  return lax.conv_dimension_numbers(lhs_shape, rhs_shape, tuple(dimension_numbers))
+
+
+def _check_lax_padding(padding, rank: int, fn: str) -> None:
+  """lax's padding forms only: a string, or one `(lo, hi)` pair of ints per
+  spatial dim. No int shorthand (that is `jaxconv.conv`'s); the classes are
+  lax's: ValueError for another form, TypeError for the wrong number of pairs."""
+  if isinstance(padding, str):
+    return
+  pairs = (isinstance(padding, Sequence)
+           and all(isinstance(p, Sequence) and not isinstance(p, str) and len(p) == 2
+                   and all(is_int(v) for v in p) for p in padding))
+  if not pairs:
+    raise ValueError(
+        f"{fn}: `padding` must be 'VALID', 'SAME', 'SAME_LOWER', 'FULL' or a sequence of "
+        f"(lo, hi) pairs of ints, one per spatial dimension, as lax (no int shorthand: "
+        f"that is jaxconv.conv's); got padding={padding!r}.")
+  if len(padding) != rank:
+    raise TypeError(
+        f"{fn}: `padding` must have one (lo, hi) pair per spatial dimension ({rank}), as "
+        f"lax; got padding={padding!r} of length {len(padding)}.")
 
 
 def _positive_int(value, name: str, fn: str) -> int:

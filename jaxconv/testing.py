@@ -88,7 +88,7 @@ def tolerance(method: str, dtype, g: Geometry) -> float:
                   g.batch * math.prod(g.out_spatial))
   rtol = RTOL[name] * math.sqrt(reduction)
   if rounding(method) == "transform":
-    rtol *= max(1.0, math.log2(math.prod(g.padded_spatial)))
+    rtol *= max(1.0, math.log2(max(1, math.prod(g.padded_spatial))))   # 0: empty input
   return rtol
 
 
@@ -308,8 +308,10 @@ def _compare(method, fn, ref, primals, out_shape, g, dtype, normal, raise_on_fai
   rtol = tolerance(method, dtype, g)
   results = []
   for name in want:
-    err = float(np.max(np.abs(np.asarray(got[name], ref_dtype) - np.asarray(want[name]))))
-    sc = float(np.max(np.asarray(scale[name]))) or 1.0
+    # initial=0: empty results (zero-size inputs or outputs, as lax allows) compare equal.
+    err = float(np.max(np.abs(np.asarray(got[name], ref_dtype) - np.asarray(want[name])),
+                       initial=0.0))
+    sc = float(np.max(np.asarray(scale[name]), initial=0.0)) or 1.0
     results.append(Comparison(name, err, sc, rtol))
   bad = [r for r in results if not r.ok]
   if bad and raise_on_failure:
