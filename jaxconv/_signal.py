@@ -14,7 +14,26 @@ not transformed; in 'valid' mode the inputs are swapped when `in2` is the
 larger one, and it is an error if neither is at least as large as the other in
 every convolved axis; in 'same' mode the output is the centre of the full
 result with `in1`'s shape (in every dimension); two 0-d inputs multiply; an
-empty input gives an empty result.
+empty input gives an empty result; 'auto' sums directly wherever scipy's
+`choose_conv_method` would (so integer-valued data stays exact where scipy's
+is), and takes the FFT only where the fft method's cost also says so; with
+'fft'/'oa', integer results are rounded and wrap modulo `2**bits` like
+scipy's cast; bad `axes` raise ValueError, as scipy's.
+
+Deliberate differences from scipy (tests/test_scipy_cases.py names each):
+
+- the result dtype is JAX's `result_type(in1, in2)` (lax's), not numpy's:
+  int32/int64/uint* with float16/float32/complex64 keep the float's precision
+  where numpy widens to 64 bits. The FFT still transforms an integer operand
+  in JAX's default float (float64 under x64), so its rounding is not the
+  single-precision one where scipy's is not;
+- `fftconvolve`/`oaconvolve` always return the inexact dtype (scipy returns
+  the integer one when every axis broadcasts);
+- no RuntimeWarning for NaN/inf under 'fft': array values are never read
+  (everything works under `jit`); the NaN/inf propagates as in scipy;
+- `next_fast_len` answers 2·3·5·7-smooth lengths whatever `real` is (scipy:
+  11-smooth, or 5-smooth for `real=True`), and rejects bool targets;
+- long double inputs are float64/complex128 (JAX has no long double).
 """
 
 from __future__ import annotations
@@ -22,6 +41,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -33,33 +53,42 @@ _MODES = ("full", "same", "valid")
 _METHODS = ("auto", "direct", "fft", "oa")
 
 
-def next_fast_len(n: int) -> int:
-  """The smallest 2·3·5·7-smooth integer `>= n`: a fast FFT length.
+def next_fast_len(target: int, real: bool = False) -> int:
+  """The smallest 2·3·5·7-smooth integer `>= target`: a fast FFT length.
 
-  Like `scipy.fft.next_fast_len`, with the factors XLA's FFT handles
-  quickly (2, 3, 5 and 7).
+  `scipy.fft.next_fast_len`'s signature, with the lengths jaxconv's FFT
+  engine uses: XLA's FFTs (DUCC on CPU, cuFFT on GPU) are fast for the
+  radices 2, 3, 5 and 7, for real and complex transforms alike, so `real`
+  does not change the answer. scipy answers 11-smooth lengths for complex
+  (`real=False`) and 5-smooth ones for real transforms, so jaxconv's length
+  lies between scipy's two, and equals both where `target` is 5-smooth.
 
   Args:
-    n: target length, a non-negative int (0 gives 0).
+    target: length to start from, a non-negative int (0 gives 0).
+    real: accepted for scipy compatibility (a bool); default False.
 
   Returns:
-    An int `>= n` whose only prime factors are 2, 3, 5 and 7.
+    An int `>= target` whose only prime factors are 2, 3, 5 and 7.
 
   Raises:
-    TypeError: `n` is not an int.
-    ValueError: `n` is negative.
+    TypeError: `target` is not an int (bools included); `real` is not a bool.
+    ValueError: `target` is negative.
 
   Example:
     >>> import jaxconv
     >>> jaxconv.next_fast_len(97), jaxconv.next_fast_len(1000), jaxconv.next_fast_len(1025)
     (98, 1000, 1029)
+    >>> jaxconv.next_fast_len(11, real=True)
+    12
   """
   fn = "jaxconv.next_fast_len"
-  if not is_int(n):
-    raise TypeError(f"{fn}: `n` must be an int; got n={n!r}.")
-  if n < 0:
-    raise ValueError(f"{fn}: `n` must be non-negative; got n={n}.")
-  return 0 if n == 0 else fft.fast_len(int(n))
+  if not is_int(target):
+    raise TypeError(f"{fn}: `target` must be an int; got target={target!r}.")
+  if not isinstance(real, (bool, np.bool_)):
+    raise TypeError(f"{fn}: `real` must be a bool; got real={real!r}.")
+  if target < 0:
+    raise ValueError(f"{fn}: `target` must be non-negative; got target={target}.")
+  return 0 if target == 0 else fft.fast_len(int(target))
 
 
 # --- argument handling --------------------------------------------------------
@@ -79,8 +108,9 @@ def _normalize_axes(axes, ndim: int, fn: str) -> list[int]:
   seq = [axes] if is_int(axes) else axes
   if not isinstance(seq, Sequence) or isinstance(seq, str) or not all(
       is_int(a) for a in seq):
-    raise TypeError(f"{fn}: `axes` must be None, an int or a sequence of ints; "
-                    f"got axes={axes!r}.")
+    # ValueError, as scipy's (a bad value of the `axes` argument).
+    raise ValueError(f"{fn}: `axes` must be None, an int or a sequence of ints; "
+                     f"got axes={axes!r}.")
   if not seq:
     raise ValueError(f"{fn}: `axes` must not be empty when given; got axes={axes!r}.")
   if any(a < -ndim or a >= ndim for a in seq):
@@ -107,6 +137,53 @@ def _valid_swap(s1, s2, axes, fn: str) -> bool:
 def _inexact(dtype):
   dtype = np.dtype(dtype)
   return dtype if jnp.issubdtype(dtype, jnp.inexact) else np.dtype(jnp.result_type(dtype, float))
+
+
+def _fft_dtype(dt1, dt2):
+  """The FFT's compute dtype: each integer/bool operand as JAX's default float
+  (float64 under x64), as scipy transforms integers in float64, then promoted.
+
+  An integer operand carries no float precision of its own: `int x complex64`
+  is computed in complex128 (x64) and cast back to lax's complex64, so the
+  FFT's rounding is not the single-precision one where scipy's is not.
+  """
+  return np.dtype(jnp.result_type(_inexact(dt1), _inexact(dt2)))
+
+
+# scipy.signal.choose_conv_method's static rule (scipy PR 11031): fitted
+# seconds per FFT operation and per direct multiply-add, and an offset, by
+# mode; one table for 1-d inputs, one for N-d.
+_SCIPY_COST_1D = {"full": (1.7649070e-9, 2.1414831e-10, -1e-3),
+                  "valid": (1.89095737e-9, 2.1364985e-10, -1e-3),
+                  "same": (3.2646654e-9, 2.8478277e-10, -1e-3)}
+_SCIPY_COST_1D_SAME_LONG_IN2 = (3.21635404e-9, 1.1773253e-8, -1e-5)
+_SCIPY_COST_ND = {"full": (1.99817e-9, 1.66174e-8, -1e-4),
+                  "valid": (1.85927e-9, 2.11242e-8, -1e-4),
+                  "same": (2.04735e-9, 1.55367e-8, -1e-4)}
+
+
+def _scipy_prefers_fft(s1, s2, mode: str) -> bool:
+  """True where `scipy.signal.choose_conv_method` (shapes only) picks 'fft'.
+
+  FFT operations are `3 N log N` for the full output size `N`; direct ones
+  are the multiply-adds of the mode (1-d: the overlaps actually summed).
+  """
+  full = [a + b - 1 for a, b in zip(s1, s2)]
+  n = math.prod(full)
+  fft_ops = 3 * n * math.log(n)
+  if len(s1) == 1:
+    a, b = s1[0], s2[0]
+    direct = {"full": a * b, "valid": (abs(a - b) + 1) * min(a, b),
+              "same": a * b if a < b else a * b - (b // 2) * ((b + 1) // 2)}[mode]
+    c_fft, c_direct, offset = (_SCIPY_COST_1D_SAME_LONG_IN2 if mode == "same" and b > a
+                               else _SCIPY_COST_1D[mode])
+  else:
+    p1, p2 = math.prod(s1), math.prod(s2)
+    out = {"full": n, "valid": math.prod(abs(a - b) + 1 for a, b in zip(s1, s2)),
+           "same": p1}[mode]
+    direct = p1 * p2 if mode == "same" else min(p1, p2) * out
+    c_fft, c_direct, offset = _SCIPY_COST_ND[mode]
+  return c_fft * fft_ops < c_direct * direct + offset
 
 
 def _reverse_conj(x):
@@ -146,6 +223,8 @@ def _convolve(in1, in2, mode, method, axes, fn, *, all_axes_swap=False):
   if mode == "valid" and _valid_swap(s1, s2, conv_axes, fn):
     in1, in2 = in2, in1
     s1, s2 = s2, s1
+  if method == "auto" and not _scipy_prefers_fft(s1, s2, mode):
+    method = "direct"  # where scipy sums directly (exactly, for integer-valued data)
   if mode == "same":
     # scipy centres the full result to in1's shape in *every* dimension: a
     # broadcast dim where only in2 is longer keeps in2's centre element.
@@ -195,10 +274,11 @@ def _grouped(in1, in2, conv_axes, other, mode, fn, rt, engine):
   costs less (`fft.plans.cost`) than the direct multiply-adds.
   """
   s1, s2 = in1.shape, in2.shape
-  dtype = rt if engine == "direct" else _inexact(rt)
+  out_dtype = rt if engine == "direct" else _inexact(rt)
+  dtype = rt if engine == "direct" else _fft_dtype(in1.dtype, in2.dtype)
   in1, in2 = in1.astype(dtype), in2.astype(dtype)
   if not conv_axes:  # every axis broadcasts: a plain product
-    return in1 * in2
+    return (in1 * in2).astype(out_dtype)
   n_dims, g_dims, o_dims, ones = _layout(s1, s2, other)
   nn = math.prod(s1[a] for a in n_dims)
   gg = math.prod(s1[a] for a in g_dims)
@@ -213,19 +293,32 @@ def _grouped(in1, in2, conv_axes, other, mode, fn, rt, engine):
   if engine == "auto" and fft.plans.cost(fft.plan_conv(g)) >= g.flops:
     engine = "direct"
   if engine == "direct":
-    y = lax.conv_general_dilated(x, w, g.stride, g.padding, feature_group_count=gg,
-                                 precision=g.precision)
+    y = lax.conv_general_dilated(x.astype(out_dtype), w.astype(out_dtype), g.stride,
+                                 g.padding, feature_group_count=gg, precision=g.precision)
   else:
-    y = fft.run(x, w, g, fft.plan_conv(g, _ENGINE_OA[engine]))
+    y = fft.run(x, w, g, fft.plan_conv(g, _ENGINE_OA[engine])).astype(out_dtype)
   shape = ([s1[a] for a in n_dims] + [s1[a] for a in g_dims] + [s2[a] for a in o_dims]
            + [1] * len(ones) + list(y.shape[2:]))
   return jnp.transpose(y.reshape(shape), np.argsort(order))
 
 
 def _round_to(out, rt):
-  """scipy.signal.convolve's rule: FFT results of integer inputs are rounded back."""
+  """scipy.signal.convolve's rule: FFT results of integer inputs are rounded back.
+
+  Integers wrap modulo `2**bits`, as the direct (integer) sums and scipy's
+  cast do, rather than saturate as XLA's float-to-int conversion does: the
+  rounded value is reduced into the widest signed integer's range in floating
+  point (exact: both terms are multiples of the value's ulp), converted to
+  that integer, then narrowed (integer narrowing wraps). bool is `!= 0`.
+  """
   if rt.kind in "iub":
     out = jnp.round(out.real if jnp.iscomplexobj(out) else out)
+  if rt.kind in "iu":
+    wide = jnp.dtype(jnp.int64 if jax.config.jax_enable_x64 else jnp.int32)
+    half = float(2 ** (8 * wide.itemsize - 1))
+    turns = jnp.floor((out + half) / (2 * half))
+    out = jnp.where(jnp.abs(out) < half, out, out - turns * (2 * half))
+    out = out.astype(wide)
   return out.astype(rt)
 
 
@@ -242,11 +335,12 @@ def convolve(in1, in2, mode="full", method="auto", axes=None):
     mode: 'full' (every overlap, `s1 + s2 - 1` per axis), 'same' (the centre
       with `in1`'s shape) or 'valid' (full overlaps only, `|s1 - s2| + 1`).
       Default 'full'.
-    method: 'auto' (direct or FFT by a cost estimate; always direct for
-      integer and bool inputs), 'direct' (`lax.conv_general_dilated` at
+    method: 'auto' (direct, or the FFT where both scipy's
+      `choose_conv_method` shape rule and the fft method's cost estimate
+      prefer it; always direct for integer and bool inputs), 'direct' (`lax.conv_general_dilated` at
       HIGHEST precision), 'fft' (one transform per axis) or 'oa' (overlap-add).
-      Default 'auto'. With 'fft'/'oa', integer inputs are rounded back to
-      their dtype, as scipy does.
+      Default 'auto'. With 'fft'/'oa', integer results are rounded back to
+      their dtype and wrap modulo `2**bits`, as scipy's do.
     axes: axes to convolve over (default all); the other dimensions must be
       equal or 1 and broadcast, as in `fftconvolve`.
 
@@ -254,9 +348,9 @@ def convolve(in1, in2, mode="full", method="auto", axes=None):
     The convolution, dtype `result_type(in1, in2)`.
 
   Raises:
-    TypeError: `axes` is not an int or a sequence of ints.
-    ValueError: unknown `mode` or `method`; ranks differ; `axes` out of range,
-      repeated or empty; non-convolved dimensions that do not broadcast;
+    ValueError: unknown `mode` or `method`; ranks differ; `axes` not an int
+      or a sequence of ints (ValueError, as scipy), out of range, repeated or
+      empty; non-convolved dimensions that do not broadcast;
       `mode='valid'` where neither input is at least as large as the other in
       every convolved axis.
 
@@ -290,7 +384,7 @@ def correlate(in1, in2, mode="full", method="auto", axes=None):
     The cross-correlation, dtype `result_type(in1, in2)`.
 
   Raises:
-    TypeError, ValueError: as `convolve`.
+    ValueError: as `convolve`.
 
   Example:
     >>> import jax.numpy as jnp, numpy as np, jaxconv
@@ -333,7 +427,7 @@ def fftconvolve(in1, in2, mode="full", axes=None):
     The convolution, in the inexact dtype of `result_type(in1, in2)`.
 
   Raises:
-    TypeError, ValueError: as `convolve`.
+    ValueError: as `convolve`.
 
   Example:
     >>> import jax.numpy as jnp, numpy as np, jaxconv
@@ -363,7 +457,7 @@ def oaconvolve(in1, in2, mode="full", axes=None):
     As `fftconvolve`.
 
   Raises:
-    TypeError, ValueError: as `convolve`.
+    ValueError: as `convolve`.
 
   Example:
     >>> import jax.numpy as jnp, numpy as np, jaxconv

@@ -155,11 +155,13 @@ def test_gradients_match_direct():
 
 def test_next_fast_len():
   assert [next_fast_len(n) for n in (0, 1, 7, 11, 13, 97, 1025)] == [0, 1, 7, 12, 14, 98, 1029]
-  with pytest.raises(TypeError, match=r"jaxconv.next_fast_len: `n` must be an int; got n=2.5"):
+  # The argument is scipy.fft.next_fast_len's `target` (was `n`).
+  with pytest.raises(TypeError, match=r"jaxconv.next_fast_len: `target` must be an int; "
+                                      r"got target=2.5"):
     next_fast_len(2.5)
   with pytest.raises(TypeError, match="must be an int"):
     next_fast_len(True)
-  with pytest.raises(ValueError, match=r"`n` must be non-negative; got n=-1"):
+  with pytest.raises(ValueError, match=r"`target` must be non-negative; got target=-1"):
     next_fast_len(-1)
 
 
@@ -199,10 +201,11 @@ def test_bad_axes(name, fn):
     fn(x, y, axes=(1, -1))
   with pytest.raises(ValueError, match=r"`axes` must not be empty"):
     fn(x, y, axes=[])
-  with pytest.raises(TypeError, match=r"`axes` must be None, an int or a sequence of ints; "
-                                      "got axes='1'"):
+  # ValueError, as scipy.signal.fftconvolve raises for these (was TypeError).
+  with pytest.raises(ValueError, match=r"`axes` must be None, an int or a sequence of ints; "
+                                       "got axes='1'"):
     fn(x, y, axes="1")
-  with pytest.raises(TypeError, match=r"`axes` must be None, an int or a sequence of ints"):
+  with pytest.raises(ValueError, match=r"`axes` must be None, an int or a sequence of ints"):
     fn(x, y, axes=[1.0])
 
 
