@@ -108,7 +108,7 @@ def test_not_implemented_is_na_with_reason(monkeypatch):
 def auto_keeps_lax(monkeypatch):
   """Make `auto` pick lax whatever the committed cost model says."""
   from jaxconv import _select
-  monkeypatch.setattr(_select, "select", lambda g, backend=None: ("lax", "test: lax"))
+  monkeypatch.setattr(_select, "select", lambda g, backend=None, budget=None: ("lax", "test: lax"))
 
 
 def test_case_skip_and_auto_choice(auto_keeps_lax):
@@ -128,7 +128,7 @@ def test_auto_shares_the_results_of_the_identical_program(auto_keeps_lax):
 
 def test_autotune_shares_the_timings_of_the_method_it_runs(monkeypatch):
   from jaxconv import _autotune
-  monkeypatch.setattr(_autotune, "choose", lambda g: "direct")   # no tuning in tests
+  monkeypatch.setattr(_autotune, "choose", lambda g, budget=None: "direct")   # no tuning in tests
   monkeypatch.setattr(runner, "_autotuned", lambda case: "direct")
   _, direct_row, tuned = runner.run_case(TINY, ["lax", "direct", "autotune"], ONCE,
                                          use_peers=False)

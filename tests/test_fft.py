@@ -138,9 +138,13 @@ def test_integer_inputs_declined_with_reason():
 
 
 def test_preferred_integer_output_declined():
-  g = make_geometry("t", jnp.ones((1, 1, 5)), jnp.ones((1, 1, 3)),
+  g = make_geometry("t", jnp.ones((1, 1, 5), jnp.int8), jnp.ones((1, 1, 3), jnp.int8),
                     preferred_element_type=jnp.int32)
-  assert fft.supports(g) is not None
+  assert "integer/bool dtypes" in fft.supports(g)
+  # A float input with an integer output is refused before any method, as by lax.
+  with pytest.raises(TypeError, match=r"`preferred_element_type` must be of a kind"):
+    make_geometry("t", jnp.ones((1, 1, 5)), jnp.ones((1, 1, 3)),
+                  preferred_element_type=jnp.int32)
 
 
 # --- the plan -----------------------------------------------------------------
