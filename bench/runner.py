@@ -140,7 +140,7 @@ def run_case(case: Case, methods: Sequence[str], policy: Policy, *,
     if name == "auto":
       row.choice, row.note = _auto_choice(case)
     skip = case.skip.get(name) or case.skip.get(row.choice or "")
-    same = next((r for r in rows if r.method == row.choice), None) if row.choice else None
+    same = next((r for r in rows if r.method == _method_of(row.choice)), None)
     if same is not None and not skip and _same_program(case, name, same.method, x, w):
       shared.append((row, same))   # its results are copied once `same` is timed
     elif skip:
@@ -172,6 +172,16 @@ def run_case(case: Case, methods: Sequence[str], policy: Policy, *,
     row.note += f"; same XLA program as {twin.method!r}: its timings are shared"
   _derive(rows, gemm_peak)
   return rows
+
+
+def _method_of(choice: str | None) -> str | None:
+  """The method behind auto's `choice`: 'fft (periodic)' is the fft method's
+  periodic hook, which `method="fft"` runs too where it is cheaper (whether the
+  programs are the same is then checked by `_same_program`)."""
+  from jaxconv import _select
+  if choice and choice.endswith(_select.PERIODIC):
+    return choice[:-len(_select.PERIODIC)]
+  return choice
 
 
 def _autotuned(case: Case) -> str | None:

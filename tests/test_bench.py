@@ -395,3 +395,10 @@ def test_collective_bytes():
   assert sharding.fmt_collectives({"all-reduce": 2048}) == "2.0 KiB AR"
   assert sharding.fmt_collectives({"all-gather": 1024, "all-reduce": 1024}) == (
       "2.0 KiB (1.0 KiB AG + 1.0 KiB AR)")
+
+
+def test_auto_periodic_choice_shares_the_fft_row():
+  """auto's 'fft (periodic)' is the fft method's hook: the runner compares it
+  with the fft row (and shares its results when the programs are the same)."""
+  assert runner._method_of("fft (periodic)") == "fft"
+  assert runner._method_of("im2col") == "im2col" and runner._method_of(None) is None
