@@ -68,13 +68,28 @@ def _compiled(method_conv):
   return jax.jit(method_conv, static_argnums=2)
 
 
-def _check_bias(b, out_channels: int, fn: str) -> None:
+def _check_bias(b, out_channels: int, fn: str, x_dtype=None) -> None:
   if b is None:
     return
   shape = shape_of(b, "b", fn)
   if shape != (out_channels,):
     raise ValueError(
         f"{fn}: `b` must have shape (C_out,) = ({out_channels},); got b.shape={shape}.")
+  if (x_dtype is not None and np.dtype(b.dtype).kind == "c"
+      and np.dtype(x_dtype).kind != "c"):
+    raise TypeError(
+        f"{fn}: a complex `b` needs complex inputs (its imaginary part would be "
+        f"dropped); got b.dtype={np.dtype(b.dtype)} and x.dtype={np.dtype(x_dtype)}.")
+
+
+def _check_arrays(fn: str, **arrays) -> None:
+  """Abstract shapes are not arrays: a clear TypeError instead of numpy's."""
+  for name, a in arrays.items():
+    if isinstance(a, jax.ShapeDtypeStruct):
+      raise TypeError(
+          f"{fn}: `{name}` must be an array, not a jax.ShapeDtypeStruct (for shapes "
+          f"only, use jax.eval_shape(jaxconv.conv, ...) or jaxconv.select_method); "
+          f"got {name}={a!r}.")
 
 
 def _add_bias(y, b):
@@ -201,10 +216,11 @@ def conv(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1,
   """
   fn = "jaxconv.conv"
   _check_method(method, fn)
+  _check_arrays(fn, x=x, w=w, b=b)
   g = make_geometry(fn, x, w, stride=stride, padding=padding, dilation=dilation,
                     groups=groups, padding_mode=padding_mode, flip=flip,
                     precision=precision)
-  _check_bias(b, g.out_channels, fn)
+  _check_bias(b, g.out_channels, fn, g.dtype)
   return _run(x, w, b, g, method, fn, _budget.memory_budget(memory_budget, fn))
 
 
@@ -253,10 +269,11 @@ def conv_transpose(x, w, b=None, *, stride=1, padding=0, output_padding=0,
   """
   fn = "jaxconv.conv_transpose"
   _check_method(method, fn)
+  _check_arrays(fn, x=x, w=w, b=b)
   g = make_transpose_geometry(fn, x, w, stride=stride, padding=padding,
                               output_padding=output_padding, dilation=dilation,
                               groups=groups, precision=precision)
-  _check_bias(b, g.out_channels, fn)
+  _check_bias(b, g.out_channels, fn, g.dtype)
   # (C_in, C_out/G, *k) -> (C_out, C_in/G, *k): swap in/out within each group.
   cin_g, cout_g = g.in_channels_per_group, g.out_channels_per_group
   w_conv = jnp.asarray(w).reshape(g.groups, cin_g, cout_g, *g.kernel_size)
@@ -325,6 +342,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   """
   fn = "jaxconv.conv_general_dilated"
   _check_method(method, fn)
+  _check_arrays(fn, lhs=lhs, rhs=rhs)
   if out_sharding is not None:
     _spmd.check_out_sharding(out_sharding, fn)
   call = make_lax_geometry(fn, lhs, rhs, window_strides, padding, lhs_dilation,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +22,7 @@ from jax import lax
 
 from ._budget import ENV_VAR, human
 from ._budget import memory_budget as memory_budget_bytes
-from ._geometry import array_shape, spatial_sizes, unfold_geometry
+from ._geometry import array_shape, is_int, spatial_sizes, unfold_geometry
 
 
 def kernel_offsets(kernel_size: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
@@ -168,7 +168,9 @@ def fold(cols, output_size, kernel_size, *, dilation=1, padding=0, stride=1,
 
   Args:
     cols: `(N, C * prod(kernel_size), L)`.
-    output_size: spatial output shape, an int (1-D) or a tuple of ints.
+    output_size: spatial output shape, a tuple of ints, or an int: the same
+      size in every dim of `kernel_size` when that is a tuple (square, as in
+      torch), else 1-D.
     kernel_size: int or per-dim ints.
     dilation: int or per-dim ints. Default 1.
     padding: as for `unfold`. Default 0.
@@ -179,7 +181,7 @@ def fold(cols, output_size, kernel_size, *, dilation=1, padding=0, stride=1,
     `(N, C, *output_size)`.
 
   Raises:
-    TypeError: `cols` is not an array.
+    TypeError: `cols` is not an array, or `normalize` is not a bool.
     ValueError: `cols` is not 3-D, or its channel count or `L` does not fit
       `output_size` and `kernel_size`.
 
@@ -200,6 +202,10 @@ def fold(cols, output_size, kernel_size, *, dilation=1, padding=0, stride=1,
   """
   fn = "jaxconv.fold"
   shape = array_shape(cols, "cols", fn, "(N, C * prod(kernel_size), L)", rank=3)
+  if not isinstance(normalize, (bool, np.bool_)):
+    raise TypeError(f"{fn}: `normalize` must be a bool; got normalize={normalize!r}.")
+  if is_int(output_size) and isinstance(kernel_size, Sequence):
+    output_size = (output_size,) * len(kernel_size)   # an int is square, as in torch
   spatial = spatial_sizes(output_size, "output_size", fn)
   k, d, pads, s, out = unfold_geometry(fn, spatial, kernel_size, dilation, padding, stride)
   kk = math.prod(k)

@@ -303,7 +303,7 @@ def sharded_conv(x, w, b=None, *, mesh=None, batch_axis=None, spatial_axes=None,
   _check_method(method, _FN)
   geo = {k: v for k, v in conv_kwargs.items() if k != "method"}
   g = make_geometry(_FN, x, w, **geo)
-  _check_bias(b, g.out_channels, _FN)
+  _check_bias(b, g.out_channels, _FN, g.dtype)
   mesh = _mesh_of(mesh)
   spatial_axes = _check_axes(mesh, batch_axis, spatial_axes, g.rank)
   sizes = dict(mesh.shape)

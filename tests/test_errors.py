@@ -15,6 +15,13 @@ W = jnp.zeros((6, 4, 3, 3))
 
 CONV_ERRORS = [
     (dict(x=[[1.0]]), TypeError, r"jaxconv.conv: `x` must be an array .*got list"),
+    (dict(x="x"), TypeError, r"jaxconv.conv: `x` must be an array .*got str"),
+    (dict(x=jax.ShapeDtypeStruct((2, 4, 8, 8), jnp.float64)), TypeError,
+     r"jaxconv.conv: `x` must be an array, not a jax.ShapeDtypeStruct \(for shapes only, "
+     r"use jax.eval_shape"),
+    (dict(b=jnp.zeros(6, jnp.complex128)), TypeError,
+     r"a complex `b` needs complex inputs \(its imaginary part would be dropped\); got "
+     r"b.dtype=complex128 and x.dtype=float64"),
     (dict(w=3.0), TypeError, r"`w` must be an array"),
     (dict(x=jnp.zeros((2, 4))), ValueError, r"`x` must be \(N, C_in, \*spatial\)"),
     (dict(w=jnp.zeros((6, 4, 3))), ValueError,
@@ -207,3 +214,30 @@ def test_im2col_refuses_a_patch_tensor_too_large_for_memory():
   w = jax.ShapeDtypeStruct((64, 64, 5, 5), jnp.float32)
   with pytest.raises(NotImplementedError, match=r"patch tensor would hold 6,710,886,400 elements"):
     jax.eval_shape(lambda x, w: jaxconv.conv(x, w, method="im2col", padding=2), x, w)
+
+
+FOLD_ERRORS = [
+    (dict(normalize="yes"), TypeError, r"jaxconv.fold: `normalize` must be a bool; got "
+                                       r"normalize='yes'"),
+    (dict(output_size=8.0), TypeError, r"`output_size` must be an int or a sequence of ints"),
+]
+
+
+@pytest.mark.parametrize("kwargs,exc,match", FOLD_ERRORS, ids=[m for *_, m in FOLD_ERRORS])
+def test_fold_errors(kwargs, exc, match):
+  cols = jnp.zeros((1, 9, 36))
+  with pytest.raises(exc, match=match):
+    jaxconv.fold(cols, **{"output_size": (8, 8), "kernel_size": (3, 3), **kwargs})
+
+
+def test_fold_int_output_size_is_square_for_a_2d_kernel():
+  """As torch's fold: an int `output_size` with a 2-D `kernel_size` is square."""
+  cols = jnp.ones((1, 9, 36))
+  assert jaxconv.fold(cols, 8, (3, 3)).shape == (1, 1, 8, 8)
+  np.testing.assert_array_equal(jaxconv.fold(cols, 8, (3, 3)), jaxconv.fold(cols, (8, 8), 3))
+
+
+def test_output_shape_of_a_float_size_is_a_type_error():
+  with pytest.raises(TypeError, match=r"output_shape: `input_size` must be an int or a "
+                                      r"sequence of ints; got input_size=8.0"):
+    jaxconv.output_shape(8.0, 3)
