@@ -159,6 +159,12 @@ def _degenerate_conv(x, w, g: Geometry):
       preferred_element_type=g.preferred_element_type)
 
 
+def run(x, w, b, g: Geometry, method: str, fn: str):
+  """`_run` within the default memory budget: for jaxconv's own callers
+  (`ConvOperator`) that hold a validated geometry."""
+  return _run(x, w, b, g, method, fn, _budget.memory_budget())
+
+
 def _call(conv, method: str, x, w, g: Geometry):
   """`conv(x, w, g)` compiled once per geometry, per device on a mesh (`_spmd`)."""
   p = _spmd.plan(x, g, gspmd_partitions=getattr(METHODS[method], "GSPMD_PARTITIONS", False))

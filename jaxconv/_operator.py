@@ -18,21 +18,18 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from . import _conv
 from ._geometry import Geometry, is_int
 from ._matrices import DEFAULT_MAX_ELEMENTS, check_budget, dense_matrix, operator_geometry
-from ._padding import method_geometry, pad_mode
 
 
 def _apply_conv(w, g: Geometry, x, precision):
-  """`(B, C_in, *in) -> (B, C_out, *out)`: padding mode, flip, lax convolution."""
-  if g.padding_mode != "zeros":
-    x = pad_mode(x, g.padding, g.padding_mode)
-    g = method_geometry(g)
-  if g.flip:
-    w = jnp.flip(w, axis=tuple(range(2, w.ndim)))
-  return lax.conv_general_dilated(
-      x, w, window_strides=g.stride, padding=g.padding, lhs_dilation=g.lhs_dilation,
-      rhs_dilation=g.dilation, feature_group_count=g.groups, precision=precision)
+  """`(B, C_in, *in) -> (B, C_out, *out)`: padding mode, flip, and the method
+  `auto` picks for this batch size (on XLA:CPU, lax's convolution inside the
+  power iteration's `while_loop` is many times slower than a GEMM method)."""
+  gb = g.replace(in_shape=(x.shape[0], *g.in_shape[1:]), precision=precision,
+                 dtype=np.dtype(x.dtype))
+  return _conv.run(x, w, None, gb, "auto", "jaxconv.ConvOperator")
 
 
 def _is_circulant(g: Geometry) -> bool:

@@ -447,3 +447,16 @@ def test_circular_singular_values_complex_kernel_uses_the_full_spectrum():
   op = conv_operator(w, (3, 4, 5), padding=[(1, 1), (0, 1)], padding_mode="circular")
   dense = np.linalg.svd(np.asarray(op.as_matrix()), compute_uv=False)
   np.testing.assert_allclose(op.singular_values(), dense, rtol=1e-10, atol=1e-10)
+
+
+def test_matvec_runs_the_method_auto_picks():
+  """The operator (and so the power iteration) runs `auto`'s method, not always
+  lax's convolution (XLA:CPU's is many times slower inside `while_loop`)."""
+  import jaxconv
+  from jaxconv import _select
+  w = jnp.ones((16, 16, 3, 3), jnp.float32)
+  op = jaxconv.conv_operator(w, (16, 32, 32), padding=1)
+  g = op.geometry.replace(in_shape=(1, 16, 32, 32))
+  method, _ = _select.select(g)
+  hlo = jax.jit(op.matvec).lower(jnp.ones((16, 32, 32), jnp.float32)).as_text()
+  assert ("convolution" in hlo) == (method == "lax"), method
