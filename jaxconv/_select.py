@@ -23,7 +23,7 @@ import numpy as np
 
 from . import _budget
 from ._geometry import Geometry, is_int, make_geometry
-from ._methods import METHODS, hook
+from ._methods import METHODS, SPREAD_TEXT, hook, nonfinite_spread
 from ._methods.common import PASSES
 from ._padding import method_geometry
 
@@ -208,7 +208,9 @@ def _select(g: Geometry, backend: str, budget: int) -> tuple[str, str]:
   else:
     speed = ""
   others = f"; others: {others}" if others else ""
-  return best, f"{best}: est. fwd+bwd {_ms(est[best])}{speed} ({where}){others}{tail}"
+  spread = nonfinite_spread(best[:-len(PERIODIC)] if best.endswith(PERIODIC) else best)
+  return best, (f"{best}: est. fwd+bwd {_ms(est[best])}{speed} ({where}){others}{tail}; "
+                f"{SPREAD_TEXT[spread]}")
 
 
 def select(g: Geometry, backend: str | None = None, budget: int | None = None

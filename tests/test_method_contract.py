@@ -8,11 +8,14 @@ import inspect
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from jaxconv import _select
 from jaxconv._geometry import geometry_of
-from jaxconv._methods import HOOKS, METHODS, REQUIRED, hook, missing, supporting
+import jaxconv
+from jaxconv._methods import (HOOKS, METHODS, REQUIRED, SPREAD_TEXT, hook, missing,
+                              nonfinite_spread, supporting)
 from jaxconv._methods.common import PASSES, PURPOSES, UNROLLED_TAP_CAPS
 
 GEOMETRIES = {
@@ -81,3 +84,25 @@ def test_temp_bytes_bounds_what_xla_allocates(case):
     estimate = METHODS[name].temp_bytes(g)
     assert actual <= 2 * estimate + (64 << 10), (name, actual, estimate)
     assert estimate <= 8 * actual + (1 << 20), (name, actual, estimate)
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_nonfinite_spread_is_what_the_method_declares(name):
+  """A NaN at one input position reaches exactly the outputs the method's
+  `NONFINITE_SPREAD` says: its window's outputs, its line's, or its block's."""
+  x = jnp.zeros((1, 2, 12, 12)).at[0, 1, 6, 6].set(jnp.nan)
+  w = jnp.ones((3, 2, 3, 3))
+  y = jaxconv.conv(x, w, padding=1, method=name)
+  bad = np.isnan(np.asarray(y))
+  window = np.zeros_like(bad)
+  window[:, :, 5:8, 5:8] = True                      # outputs whose 3x3 window reads (6, 6)
+  line = np.zeros_like(bad)
+  line[:, :, 5:8, :] = True                          # every output of rows 5..7
+  expected = {"window": window, "line": line, "block": np.ones_like(bad)}
+  np.testing.assert_array_equal(bad, expected[nonfinite_spread(name)])
+
+
+def test_select_method_reports_the_nonfinite_spread():
+  method, reason = jaxconv.select_method((1, 8, 4096), (8, 1, 1024), padding="SAME",
+                                         groups=8, backend="cpu")
+  assert method == "fft" and reason.endswith(SPREAD_TEXT["block"]), reason

@@ -36,6 +36,10 @@ Optional attributes:
   runs the method per device (`jaxconv._spmd`) on every mesh, since XLA
   cannot split an FFT and all-reduces whatever a method builds from `w`
   (Toeplitz matrices, broadcast kernels, spectra) instead of `dw`.
+* `NONFINITE_SPREAD`: how far a NaN/Inf input spreads in the forward pass:
+  'window' (default: only the outputs whose window reads it), 'line' (every
+  output of the lines that read its line) or 'block' (every output of its
+  transform block). `select_method` reports it; see `nonfinite_spread`.
 * `ROUNDING`: 'sum' (default: error grows with the reduction length, exact on
   small integers) or 'transform' (also with log2 of the transform size); read
   by `jaxconv.testing.tolerance`.
@@ -97,6 +101,24 @@ def hook(name: str, hook_name: str):
   if all(callable(getattr(module, f, None)) for f in HOOKS[hook_name]):
     return module
   return None
+
+
+SPREAD_TEXT = {
+    "window": "a NaN/Inf input reaches only the outputs whose window reads it",
+    "line": "a NaN/Inf input reaches every output of the lines that read its line",
+    "block": "a NaN/Inf input reaches every output of its transform block",
+}
+
+
+def nonfinite_spread(name: str) -> str:
+  """How far method `name` spreads a NaN/Inf input ('window', 'line', 'block').
+
+  Example:
+    >>> from jaxconv._methods import nonfinite_spread
+    >>> nonfinite_spread("direct"), nonfinite_spread("toeplitz"), nonfinite_spread("fft")
+    ('window', 'line', 'block')
+  """
+  return getattr(METHODS[name], "NONFINITE_SPREAD", "window")
 
 
 def reason(name: str, g, purpose: str = "call") -> str | None:

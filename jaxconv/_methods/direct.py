@@ -28,6 +28,9 @@ backends without a calibrated profile (GPU/TPU until someone runs
 `python -m bench.calibrate` there): at least as slow per unit of work as lax's convolution."""
 
 
+NONFINITE_SPREAD = "window"
+"""How far a NaN/Inf input spreads in the forward pass: each output sums the taps of its own window."""
+
 def supports(g: Geometry, purpose: str = "call") -> str | None:
   """Any padding, stride, dilation or groups; capped in kernel taps
   (`common.UNROLLED_TAP_CAPS`, by purpose)."""

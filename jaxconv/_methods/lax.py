@@ -23,6 +23,9 @@ GSPMD_PARTITIONS = True
 weight-gradient all-reduce of `|w|`: on Auto mesh axes it needs no help."""
 
 
+NONFINITE_SPREAD = "window"
+"""How far a NaN/Inf input spreads in the forward pass: XLA's convolution sums each output's window only."""
+
 def supports(g: Geometry, purpose: str = "call") -> str | None:
   """XLA's convolution handles every geometry, for every purpose."""
   del g, purpose

@@ -63,6 +63,11 @@ backends without a calibrated profile (GPU/TPU until someone runs
 `python -m bench.calibrate` there): at least as slow per unit of work as lax's convolution."""
 
 
+NONFINITE_SPREAD = "line"
+"""How far a NaN/Inf input spreads in the forward pass: the banded matrices multiply every input of a line, zeros included
+(0 * inf = NaN), so a non-finite input reaches every output of the lines
+that read its line."""
+
 def supports(g: Geometry, purpose: str = "call") -> str | None:
   """Every geometry whose block-Toeplitz matrices fit `MAX_MATRIX_ELEMENTS`,
   for every purpose."""

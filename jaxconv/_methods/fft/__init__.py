@@ -81,6 +81,11 @@ ROUNDING = "transform"
 reduction length (`jaxconv.testing.tolerance`); inexact even on small integers."""
 
 
+NONFINITE_SPREAD = "block"
+"""How far a NaN/Inf input spreads in the forward pass: a transform mixes every sample of its block, so a non-finite input
+reaches every output of that block (the whole example's channels when there
+is one block)."""
+
 def supports(g: Geometry, purpose: str = "call") -> str | None:
   """Floating-point and complex inputs of any geometry; not integers."""
   del purpose
