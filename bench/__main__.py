@@ -27,6 +27,7 @@ or crashed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
 import os
 import sys
@@ -204,24 +205,32 @@ def autotune_fresh_cache(out: Path) -> str:
 
 def _run_with_progress(con, selected, methods, policy, peak, max_temp_bytes, use_peers,
                        nets, net_methods):
+  total = runner.count_steps(selected, methods, use_peers) + len(nets) * len(net_methods)
+  with progress_steps(con, "bench", total, width=40) as on_step:
+    rows = runner.run_suite(selected, methods, policy, max_temp_bytes=max_temp_bytes,
+                            gemm_peak=peak, use_peers=use_peers, on_step=on_step)
+    net_rows = runner.run_networks(nets, net_methods, policy,
+                                   max_temp_bytes=max_temp_bytes, on_step=on_step)
+  return rows, net_rows
+
+
+@contextlib.contextmanager
+def progress_steps(con, title: str, total: int, *, width: int):
+  """A rich progress bar of `total` steps; yields `on_step(label)`, called
+  before each step, and shows 'done' at the end."""
   from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                              TimeElapsedColumn)
-  total = runner.count_steps(selected, methods, use_peers) + len(nets) * len(net_methods)
-  with Progress(TextColumn("{task.description:40s}"), BarColumn(), MofNCompleteColumn(),
-                TimeElapsedColumn(), console=con) as progress:
-    task = progress.add_task("bench", total=total)
+  with Progress(TextColumn(f"{{task.description:{width}s}}"), BarColumn(),
+                MofNCompleteColumn(), TimeElapsedColumn(), console=con) as progress:
+    task = progress.add_task(title, total=total)
     done = [0]
 
     def on_step(label: str) -> None:
       progress.update(task, description=label, completed=done[0])
       done[0] += 1
 
-    rows = runner.run_suite(selected, methods, policy, max_temp_bytes=max_temp_bytes,
-                            gemm_peak=peak, use_peers=use_peers, on_step=on_step)
-    net_rows = runner.run_networks(nets, net_methods, policy,
-                                   max_temp_bytes=max_temp_bytes, on_step=on_step)
+    yield on_step
     progress.update(task, description="done", completed=total)
-  return rows, net_rows
 
 
 def _plots(rows, out_dir: Path, prefix: str):

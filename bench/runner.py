@@ -9,6 +9,7 @@ fixed random cotangent) and only if all of that is correct, timed. Ratios are
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -148,7 +149,7 @@ def run_case(case: Case, methods: Sequence[str], policy: Policy, *,
       row.reason = skip if name in case.skip else f"auto picks {row.choice!r}: {skip}"
     else:
       row.tol = check.tolerance(name, g)
-      try:
+      with reported(row):
         todo = _execute(row, _stages(case, name, (x, w, ct), refs), max_temp_bytes)
         if name == "autotune":
           row.choice = _autotuned(case)
@@ -159,10 +160,6 @@ def run_case(case: Case, methods: Sequence[str], policy: Policy, *,
             # error, and takes the timings of the method it runs.
             todo, timed_as = [], timed_as + [(row, twin)]
         pending += todo
-      except NotImplementedError as e:
-        row.status, row.reason = NA, str(e)
-      except Exception as e:  # noqa: BLE001 -- reported loudly, the run goes on
-        row.status, row.reason = ERROR, f"{type(e).__name__}: {e}"[:500]
     rows.append(row)
   _time_all(pending, policy)
   for row, same in shared:
@@ -172,6 +169,18 @@ def run_case(case: Case, methods: Sequence[str], policy: Policy, *,
     row.note += f"; same XLA program as {twin.method!r}: its timings are shared"
   _derive(rows, gemm_peak)
   return rows
+
+
+@contextlib.contextmanager
+def reported(row):
+  """The work of one row: a method's decline (NotImplementedError) makes it
+  n/a, any other exception an error with its message; the run goes on."""
+  try:
+    yield
+  except NotImplementedError as e:
+    row.status, row.reason = NA, str(e)
+  except Exception as e:  # noqa: BLE001 -- reported loudly, the run goes on
+    row.status, row.reason = ERROR, f"{type(e).__name__}: {e}"[:500]
 
 
 def _method_of(choice: str | None) -> str | None:

@@ -41,7 +41,7 @@ from typing import Any
 
 from . import check, problem, report
 from .cases import Case
-from .runner import ERROR, FAIL, NA, OK
+from .runner import ERROR, FAIL, NA, OK, reported
 
 FLAG = "--xla_force_host_platform_device_count=8"
 DEVICES = 8
@@ -246,7 +246,7 @@ def run_collectives(cases: Sequence[Case], methods: Sequence[str], *,
 
         def f(x, w, b, name=name):
           return jaxconv.conv(x, w, b, method=name, **case.kwargs)
-        try:
+        with reported(row):
           with jax.sharding.set_mesh(mesh):
             args = (jax.device_put(x, NamedSharding(mesh, P("data"))),
                     jax.device_put(w, NamedSharding(mesh, P())),
@@ -265,10 +265,6 @@ def run_collectives(cases: Sequence[Case], methods: Sequence[str], *,
               counts[stage] = collective_bytes(comp.as_text())
             else:
               row.fwd, row.bwd = counts["fwd"], counts["bwd"]
-        except NotImplementedError as e:
-          row.status, row.reason = NA, str(e)
-        except Exception as e:  # noqa: BLE001 -- reported loudly, the run goes on
-          row.status, row.reason = ERROR, f"{type(e).__name__}: {e}"[:500]
         rows.append(row)
   return rows
 
@@ -308,7 +304,7 @@ def run_memory(size: int = IMAGE_SIZE, *, channels: int = CHANNELS, kernel: int 
       if on_step:
         on_step(f"memory / {label} / {method}")
       row = MemoryRow(label, shape, method, tol=tol)
-      try:
+      with reported(row):
         if axes is None:
           args = (x, w)
           fn = lambda x, w, m=method: jaxconv.conv(x, w, method=m, **kw)  # noqa: E731
@@ -342,10 +338,6 @@ def run_memory(size: int = IMAGE_SIZE, *, channels: int = CHANNELS, kernel: int 
         if not verdict.ok:
           row.status, row.reason = FAIL, verdict.message()
           row.temp_bytes = row.argument_bytes = row.output_bytes = None
-      except NotImplementedError as e:
-        row.status, row.reason = NA, str(e)
-      except Exception as e:  # noqa: BLE001 -- reported loudly, the run goes on
-        row.status, row.reason = ERROR, f"{type(e).__name__}: {e}"[:500]
       rows.append(row)
   return rows
 
@@ -531,9 +523,6 @@ def run(argv: Sequence[str], args, con) -> int:
 
 
 def _run_here(argv: Sequence[str], args, con) -> int:
-  from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                             TimeElapsedColumn)
-
   from . import __main__ as bench_main
   _need_devices()
   cases = select_cases(args.cases)
@@ -541,18 +530,9 @@ def _run_here(argv: Sequence[str], args, con) -> int:
   mem_methods = [m for m in MEMORY_METHODS if m in methods]
   size = args.image_size
   total = len(cases) * len(MESH_TYPES) * len(methods) + (len(SPLITS) + 1) * len(mem_methods)
-  with Progress(TextColumn("{task.description:48s}"), BarColumn(), MofNCompleteColumn(),
-                TimeElapsedColumn(), console=con) as progress:
-    task = progress.add_task("sharding", total=total)
-    done = [0]
-
-    def on_step(label: str) -> None:
-      progress.update(task, description=label, completed=done[0])
-      done[0] += 1
-
+  with bench_main.progress_steps(con, "sharding", total, width=48) as on_step:
     rows = run_collectives(cases, methods, on_step=on_step)
     mem_rows = run_memory(size, methods=mem_methods, on_step=on_step)
-    progress.update(task, description="done", completed=total)
   notes = [f"memory table: a (1, {CHANNELS}, {size}, {size}) float32 image, "
            f"{CHANNELS} -> {CHANNELS} channels, {KERNEL}x{KERNEL} kernel, 'same' "
            "zero padding; shards split H (1-D) or H x W (2-D)"]
