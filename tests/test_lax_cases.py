@@ -81,7 +81,9 @@ def _sample(cases, k, seed):
   return random.Random(seed).sample(cases, k)
 
 
-SAMPLED = _sample(_plain_grid(), 4, 0) + _sample(_general_grid(), 20, 1)
+# The first 12 of a fixed sample of 20 general cases (all 20 passed when this
+# was cut): keeps `make test` near 15 minutes on 2 cores.
+SAMPLED = _sample(_plain_grid(), 4, 0) + _sample(_general_grid(), 20, 1)[:12]
 
 # Zero-size and empty cases, every one (lax returns an empty or zero result).
 DEGENERATE = [
