@@ -146,9 +146,15 @@ def method_geometry(case: Case):
 
 
 def auto_choice(case: Case) -> tuple[str, str]:
-  """`(method, reason)`: what `method="auto"` runs for `case`."""
+  """`(methods, reason)`: what `method="auto"` runs for `case`; `methods` is
+  one name when every pass uses it, else 'fwd / dx / dw' names."""
   from jaxconv import _select
-  return _select.select(user_geometry(case))
+  return plan_label(_select.select(user_geometry(case)))
+
+
+def plan_label(plan) -> tuple[str, str]:
+  """`(label, reason)` of a `jaxconv._select.Plan` for the tables."""
+  return plan.single or " / ".join(plan.methods), plan.reason
 
 
 def _spec(shape) -> jax.ShapeDtypeStruct:

@@ -373,9 +373,9 @@ def _network_picks(method: str, geoms) -> list[str]:
   """The method each conv of a network ran with (after compiling it)."""
   from jaxconv import _autotune, _select
   if method == "auto":
-    return [_select.select(g)[0] for g in geoms]
+    return [problem.plan_label(_select.select(g))[0] for g in geoms]
   if method == "autotune":  # tuned while compiling: these are memory hits
-    return [_autotune.choose(g) for g in geoms]
+    return [p[0] if len(set(p)) == 1 else " / ".join(p) for p in map(_autotune.choose, geoms)]
   return [method] * len(geoms)
 
 

@@ -1,12 +1,12 @@
 """`method="autotune"`: time the candidates once per geometry, remember the winner.
 
 On the first trace of a key (geometry, dtype, precision, backend and device
-kind), every candidate method is compiled and timed, forward+backward, on
-random inputs of that shape, outside the caller's trace (the geometry is
-static, so this works under `jit`, `vmap` and `grad`); the fastest is kept in
-memory and in a JSON file, so later traces, and later processes, cost a dict
-lookup. Since the choice depends only on the static key, the forward and the
-backward pass of one call always use the same method.
+kind), every candidate method is compiled and timed on random inputs of that
+shape, pass by pass (forward, input gradient, weight gradient), outside the
+caller's trace (the geometry is static, so this works under `jit`, `vmap` and
+`grad`); the fastest method of each pass is kept in memory and in a JSON
+file, so later traces, and later processes, cost a dict lookup. The passes
+then run as `method="auto"` runs a plan (`jaxconv._perpass`).
 
 The file is `$JAXCONV_AUTOTUNE_CACHE` when that is set, else
 `$XDG_CACHE_HOME/jaxconv/autotune.json` (default `~/.cache/jaxconv/...`).
@@ -43,9 +43,10 @@ import numpy as np
 from . import _select
 from ._geometry import Geometry
 from ._methods import METHODS
+from ._methods.common import PASSES, check_pass, out_dtype
 
 ENV_VAR = "JAXCONV_AUTOTUNE_CACHE"
-VERSION = 1
+VERSION = 2
 
 PRUNE = 10.0
 """Candidates estimated by the cost model at more than `PRUNE` x the best
@@ -251,16 +252,18 @@ def candidates(g: Geometry, budget: int | None = None) -> list[str]:
 
   Methods that support `g` for 'auto' (`supports(g, "auto")`: e.g. no
   'direct'/'im2col' above their unrolled-tap cap), minus those the model puts
-  at more than `PRUNE` x its best estimate, and those over the memory budget;
-  lax and the model's own choice are always kept.
+  at more than `PRUNE` x its best estimate of every pass, and those over the
+  memory budget; lax and the model's own picks are always kept.
   """
-  est = _select.estimate(g, budget=budget)
-  if not est:
+  per_pass = {p: _select.estimate(g, budget=budget, pass_=p) for p in PASSES}
+  if not per_pass[PASSES[0]]:
     return ["lax"]
-  pick, _ = _select.select(g, budget=budget)
-  best = min(est.values())
-  keep = [m for m in est if m in ("lax", pick) or est[m] <= PRUNE * best]
-  return sorted(keep, key=lambda m: est[m])
+  picks = set(_select.select(g, budget=budget).methods)
+  keep = [m for m in per_pass[PASSES[0]]
+          if m == "lax" or m in picks
+          or any(est[m] <= PRUNE * min(est.values()) for est in per_pass.values())]
+  total = _select.estimate(g, budget=budget)
+  return sorted(keep, key=lambda m: total[m])
 
 
 # --- timing ----------------------------------------------------------------------
@@ -278,59 +281,92 @@ def _inputs(g: Geometry):
   return draw(g.in_shape), draw(g.kernel_shape), draw(g.out_shape)
 
 
-def _program(method: str, g: Geometry, differentiable: bool):
-  conv = METHODS[method].conv
+def pass_program(conv, g: Geometry, pass_: str):
+  """`(x, w, ct) -> result` of one pass of `conv(x, w, g)`, as JAX derives it.
 
-  def fwd(x, w):
-    return conv(x, w, g)
+  'fwd' is the convolution; 'dx' the transpose of its linear map in `x`
+  applied to the cotangent `ct`, 'dw' that in `w` (what `jax.grad` runs for
+  each gradient; the unused forward output is dead code XLA removes).
 
-  def fwd_bwd(x, w, ct):
-    y, vjp = jax.vjp(fwd, x, w)
-    return vjp(ct.astype(y.dtype))
-  return fwd_bwd if differentiable else fwd
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from jaxconv._autotune import pass_program
+    >>> from jaxconv._geometry import geometry_of
+    >>> from jaxconv._methods import direct
+    >>> g = geometry_of((1, 2, 8), (3, 2, 3))
+    >>> x, w, ct = jnp.ones((1, 2, 8)), jnp.ones((3, 2, 3)), jnp.ones((1, 3, 6))
+    >>> [jax.jit(pass_program(direct.conv, g, p))(x, w, ct).shape for p in ("fwd", "dx", "dw")]
+    [(1, 3, 6), (1, 2, 8), (3, 2, 3)]
+  """
+  check_pass(pass_, "autotune")
+  if pass_ == "fwd":
+    return lambda x, w, ct: conv(x, w, g)
+  if pass_ == "dx":
+    return lambda x, w, ct: jax.vjp(lambda x: conv(x, w, g), x)[1](ct)[0]
+  return lambda x, w, ct: jax.vjp(lambda w: conv(x, w, g), w)[1](ct)[0]
 
 
-def time_candidates(g: Geometry, methods: list[str]) -> dict[str, float]:
-  """Median forward+backward seconds of each method (forward only for integers).
+def time_candidates(g: Geometry, methods: list[str]) -> dict[str, dict[str, float]]:
+  """Median seconds of each pass of each method: `{pass: {method: seconds}}`.
 
-  Runs eagerly on concrete arrays even when called during a trace. A method
-  that fails to compile or run is left out (with a warning).
+  The passes are 'fwd', 'dx' and 'dw' (`pass_program`); integer inputs have
+  no gradients, so only 'fwd'. Runs eagerly on concrete arrays even when
+  called during a trace. A method that fails to compile or run a pass is
+  left out of every pass (with one warning).
   """
   differentiable = np.dtype(g.dtype).kind in "fc"
   x, w, ct = _inputs(g)
-  args = (x, w, ct) if differentiable else (x, w)
-  times: dict[str, float] = {}
+  ct = ct.astype(out_dtype(g))
+  times: dict[str, dict[str, float]] = {}
+  failed: set[str] = set()
   with jax.ensure_compile_time_eval():
-    for m in methods:
-      try:
-        compiled = jax.jit(_program(m, g, differentiable)).lower(*args).compile()
-        run = lambda: jax.block_until_ready(compiled(*args))  # noqa: B023, E731
-        t0 = time.perf_counter()
-        run()
-        first = time.perf_counter() - t0
-        best = min(times.values(), default=math.inf)
-        samples = [first]
-        if first < CUTOFF * best:
-          samples = []
-          while len(samples) < 10 and (len(samples) < 3 or sum(samples) < BUDGET_S):
-            t0 = time.perf_counter()
-            run()
-            samples.append(time.perf_counter() - t0)
-        times[m] = statistics.median(samples)
-      except Exception as e:  # noqa: BLE001 -- one failing candidate must not stop tuning
-        warnings.warn(f"jaxconv autotune: {m!r} failed on {cache_key(g)} "
-                      f"({type(e).__name__}: {e}); not a candidate.", stacklevel=2)
-  return times
+    for p in PASSES if differentiable else PASSES[:1]:
+      times[p] = {}
+      for m in methods:
+        if m in failed:
+          continue
+        try:
+          compiled = jax.jit(pass_program(METHODS[m].conv, g, p)).lower(x, w, ct).compile()
+          run = lambda: jax.block_until_ready(compiled(x, w, ct))  # noqa: B023, E731
+          t0 = time.perf_counter()
+          run()
+          first = time.perf_counter() - t0
+          best = min(times[p].values(), default=math.inf)
+          samples = [first]
+          if first < CUTOFF * best:
+            samples = []
+            while len(samples) < 10 and (len(samples) < 3 or sum(samples) < BUDGET_S):
+              t0 = time.perf_counter()
+              run()
+              samples.append(time.perf_counter() - t0)
+          times[p][m] = statistics.median(samples)
+        except Exception as e:  # noqa: BLE001 -- one failing candidate must not stop tuning
+          failed.add(m)
+          warnings.warn(f"jaxconv autotune: {m!r} failed on the {p} pass of {cache_key(g)} "
+                        f"({type(e).__name__}: {e}); not a candidate.", stacklevel=2)
+  return {p: {m: t for m, t in ts.items() if m not in failed}
+          for p, ts in times.items() if set(ts) - failed}
 
 
-def choose(g: Geometry, budget: int | None = None) -> str:
-  """The autotuned method for `g`: from memory, else the file, else by timing.
+def _valid(entry, g: Geometry, budget) -> bool:
+  """A cache entry whose methods are all still candidates for `g`."""
+  if not isinstance(entry, dict) or not isinstance(entry.get("plan"), list):
+    return False
+  plan = entry["plan"]
+  est = _select.estimate(g, budget=budget)
+  return len(plan) == len(PASSES) and all(m in METHODS and m in est for m in plan)
+
+
+def choose(g: Geometry, budget: int | None = None) -> tuple[str, str, str]:
+  """The autotuned methods of `g`'s passes `(fwd, dx, dw)`: from memory, else
+  the file, else by timing each pass of each candidate.
 
   A failed candidate is never recorded; when no candidate can be timed, or
   under a mesh (where the eager timing would not be the per-device program),
-  it returns `auto`'s choice and writes nothing. `g` is the per-device
+  it returns `auto`'s plan and writes nothing. `g` is the per-device
   geometry on a mesh (`jaxconv._spmd`), so a tune made on one device serves
-  the same per-device shape under a mesh.
+  the same per-device shape under a mesh. Integer inputs use one method
+  (the fastest forward) for all passes.
 
   Raises:
     ValueError: `$JAXCONV_AUTOTUNE_CACHE` names a directory.
@@ -341,23 +377,26 @@ def choose(g: Geometry, budget: int | None = None) -> str:
     return hit
   path = cache_path()
   entry = _read(path).get(key)
-  if (isinstance(entry, dict) and entry.get("method") in METHODS
-      and _select.estimate(g, budget=budget).get(entry["method"]) is not None):
-    _memory[key] = entry["method"]
-    return entry["method"]
+  if _valid(entry, g, budget):
+    _memory[key] = tuple(entry["plan"])
+    return _memory[key]
   if not jax.sharding.get_abstract_mesh().empty:
     # On a mesh (set_mesh, inside shard_map) the eager timing would run the
     # global program, or not at all: use auto's choice and leave the cache alone.
-    return _select.select(g, budget=budget)[0]
+    return _select.select(g, budget=budget).methods
   times = time_candidates(g, candidates(g, budget))
-  if not times:
-    method, _ = _select.select(g, budget=budget)
-    warnings.warn(f"jaxconv autotune: no candidate could be timed on {key}; using "
-                  f"method='auto''s choice {method!r}, nothing is cached.", stacklevel=2)
-    return method
-  method = min(times, key=times.get)
-  _memory[key] = method
+  if not times or (len(times) > 1 and len(times) < len(PASSES)):
+    plan = _select.select(g, budget=budget).methods
+    warnings.warn(f"jaxconv autotune: no candidate could be timed for every pass on {key}; "
+                  f"using method='auto''s plan {plan}, nothing is cached.", stacklevel=2)
+    return plan
+  if len(times) == 1:   # no gradients (integers): one method
+    plan = (min(times["fwd"], key=times["fwd"].get),) * len(PASSES)
+  else:
+    plan = tuple(min(times[p], key=times[p].get) for p in PASSES)
+  _memory[key] = plan
   _write(path, key, {
-      "method": method, "seconds": {m: float(f"{t:.4g}") for m, t in times.items()},
+      "plan": list(plan),
+      "seconds": {p: {m: float(f"{t:.4g}") for m, t in ts.items()} for p, ts in times.items()},
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
-  return method
+  return plan

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from . import _autotune, _budget, _select, _spmd
+from . import _autotune, _budget, _perpass, _select, _spmd
 from ._geometry import (Geometry, make_geometry, make_lax_geometry,
                         make_transpose_geometry, shape_of)
 from ._methods import METHODS, hook, supporting
@@ -99,8 +99,9 @@ def _add_bias(y, b):
   return y + b.reshape((1, -1) + (1,) * (y.ndim - 2))
 
 
-def _run(x, w, b, g: Geometry, method: str, fn: str, budget: int):
-  """The shared tail: flip, method choice, padding mode, the method, bias.
+def _run(x, w, b, g: Geometry, method: str, fn: str, budget: int,
+         finite_locality: bool = False):
+  """The shared tail: flip, method choice per pass, padding mode, the method(s), bias.
 
   On a mesh the method may run per device (`_spmd`): then `auto` ranks the
   methods, and the memory budget is checked, by the per-device geometry.
@@ -115,25 +116,33 @@ def _run(x, w, b, g: Geometry, method: str, fn: str, budget: int):
   local = _spmd.plan(x, g)
   per_device = g if local is None else local.local
   if method == AUTO and local is not None and local.spatial:
-    method = "lax"   # XLA's convolution exchanges the halos of a spatially sharded x
+    passes = ("lax",) * 3  # XLA's convolution exchanges the halos of a spatially sharded x
   elif method == AUTO:
-    method, _ = _select.select(per_device, budget=budget)
-  periodic = method.endswith(_select.PERIODIC)
-  if periodic:  # auto picked a periodic hook
-    method = method[:-len(_select.PERIODIC)]
-  elif method in METHODS and g.padding_mode == "circular":
-    periodic = _select.prefers_periodic(method, g)
-  if periodic:
-    # One periodic transform of the input's own size: no wrap-padded copy.
-    _check_supported(method, per_device, budget, fn, periodic=True)
-    return _add_bias(_call(hook(method, "periodic").periodic_conv, method, x, w, g), b)
-  if g.padding_mode != "zeros":
+    passes = _select.select(per_device, budget=budget, finite_locality=finite_locality).methods
+  elif method == AUTOTUNE:
+    passes = _autotune.choose(per_device, budget=budget)
+  elif g.padding_mode == "circular" and _select.prefers_periodic(method, g):
+    passes = (method + _select.PERIODIC,) * 3
+  else:
+    passes = (method,) * 3
+  # Periodic hooks take the unpadded input; the others get the padded copy.
+  padded = not any(p.endswith(_select.PERIODIC) for p in passes)
+  if padded and g.padding_mode != "zeros":
     x = pad_mode(x, g.padding, g.padding_mode)
     g, per_device = method_geometry(g), method_geometry(per_device)
-  if method == AUTOTUNE:
-    method = _autotune.choose(per_device, budget=budget)
-  _check_supported(method, per_device, budget, fn)
-  return _add_bias(_call(METHODS[method].conv, method, x, w, g), b)
+  for name in dict.fromkeys(passes):
+    periodic = name.endswith(_select.PERIODIC)
+    base = name[:-len(_select.PERIODIC)] if periodic else name
+    gp = per_device if periodic or padded else method_geometry(per_device)
+    _check_supported(base, gp, budget, fn, periodic=periodic)
+  if len(set(passes)) == 1 and padded:
+    conv = METHODS[passes[0]].conv
+  elif len(set(passes)) == 1:
+    conv = hook(passes[0][:-len(_select.PERIODIC)], "periodic").periodic_conv
+  else:
+    conv = _perpass.per_pass(*passes, padded=padded)
+  gspmd = all(getattr(METHODS.get(p), "GSPMD_PARTITIONS", False) for p in passes)
+  return _add_bias(_call(conv, gspmd, x, w, g), b)
 
 
 def is_degenerate(g: Geometry) -> bool:
@@ -165,9 +174,10 @@ def run(x, w, b, g: Geometry, method: str, fn: str):
   return _run(x, w, b, g, method, fn, _budget.memory_budget())
 
 
-def _call(conv, method: str, x, w, g: Geometry):
-  """`conv(x, w, g)` compiled once per geometry, per device on a mesh (`_spmd`)."""
-  p = _spmd.plan(x, g, gspmd_partitions=getattr(METHODS[method], "GSPMD_PARTITIONS", False))
+def _call(conv, gspmd: bool, x, w, g: Geometry):
+  """`conv(x, w, g)` compiled once per geometry, per device on a mesh (`_spmd`)
+  unless XLA's SPMD partitioner splits it alone (`gspmd`, lax's own)."""
+  p = _spmd.plan(x, g, gspmd_partitions=gspmd)
   if p is None:
     return _compiled(conv)(x, w, g)
   return _spmd.run(_compiled(conv), x, w, p)
@@ -175,7 +185,7 @@ def _call(conv, method: str, x, w, g: Geometry):
 
 def conv(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1,
          padding_mode="zeros", flip=False, method="auto", precision=None,
-         memory_budget=None):
+         memory_budget=None, finite_locality=False):
   """N-d convolution (cross-correlation), as `torch.nn.functional.conv{1,2,3}d`.
 
   Args:
@@ -193,14 +203,20 @@ def conv(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1,
     flip: True computes the true convolution (kernel flipped in every spatial
       dim, seed 001); False the cross-correlation deep learning calls
       convolution. Default False.
-    method: 'auto' (a cost model picks; see `jaxconv.select_method`),
-      'autotune' (times the candidates once per shape), or one of
-      `jaxconv.method_names()`: 'lax', 'direct', 'im2col', 'toeplitz',
-      'fft'. Default 'auto'.
+    method: 'auto' (a cost model picks a method for the forward pass, the
+      input gradient and the weight gradient each; see
+      `jaxconv.select_method`), 'autotune' (times the candidates of each
+      pass once per shape), or one of `jaxconv.method_names()`: 'lax',
+      'direct', 'im2col', 'toeplitz', 'fft', used for every pass. Default
+      'auto'.
     precision: as lax's `precision`, passed to every contraction.
     memory_budget: bytes of temporary memory the method may plan for (its
       `temp_bytes` estimate); a named method over it is declined, `auto` skips
       it. Default: `$JAXCONV_MEMORY_BUDGET`, else half the device's memory.
+    finite_locality: with `method="auto"`, only methods that keep a NaN/Inf
+      input local (it reaches only the outputs whose window reads it, as
+      with lax): no 'toeplitz' (whole lines) or 'fft' (whole blocks).
+      Default False.
 
   Returns:
     `(N, C_out, *out)` with `out = floor((n + lo + hi - dilation * (k - 1) - 1)
@@ -222,17 +238,19 @@ def conv(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1,
   """
   fn = "jaxconv.conv"
   _check_method(method, fn)
+  _select.check_finite_locality(finite_locality, fn)
   _check_arrays(fn, x=x, w=w, b=b)
   g = make_geometry(fn, x, w, stride=stride, padding=padding, dilation=dilation,
                     groups=groups, padding_mode=padding_mode, flip=flip,
                     precision=precision)
   _check_bias(b, g.out_channels, fn, g.dtype)
-  return _run(x, w, b, g, method, fn, _budget.memory_budget(memory_budget, fn))
+  return _run(x, w, b, g, method, fn, _budget.memory_budget(memory_budget, fn),
+              finite_locality)
 
 
 def conv_transpose(x, w, b=None, *, stride=1, padding=0, output_padding=0,
                    dilation=1, groups=1, method="auto", precision=None,
-                   memory_budget=None):
+                   memory_budget=None, finite_locality=False):
   """N-d transposed convolution, as `torch.nn.functional.conv_transpose{1,2,3}d`.
 
   The gradient of `conv` with respect to its input (seed 001: the backward
@@ -254,6 +272,7 @@ def conv_transpose(x, w, b=None, *, stride=1, padding=0, output_padding=0,
     method: as for `conv`. Default 'auto'.
     precision: as lax's `precision`.
     memory_budget: as for `conv`.
+    finite_locality: as for `conv`.
 
   Returns:
     `(N, C_out, *out)`, `out = (n - 1) * stride - lo - hi + dilation * (k - 1)
@@ -275,6 +294,7 @@ def conv_transpose(x, w, b=None, *, stride=1, padding=0, output_padding=0,
   """
   fn = "jaxconv.conv_transpose"
   _check_method(method, fn)
+  _select.check_finite_locality(finite_locality, fn)
   _check_arrays(fn, x=x, w=w, b=b)
   g = make_transpose_geometry(fn, x, w, stride=stride, padding=padding,
                               output_padding=output_padding, dilation=dilation,
@@ -284,14 +304,15 @@ def conv_transpose(x, w, b=None, *, stride=1, padding=0, output_padding=0,
   cin_g, cout_g = g.in_channels_per_group, g.out_channels_per_group
   w_conv = jnp.asarray(w).reshape(g.groups, cin_g, cout_g, *g.kernel_size)
   w_conv = jnp.swapaxes(w_conv, 1, 2).reshape(g.kernel_shape)
-  return _run(x, w_conv, b, g, method, fn, _budget.memory_budget(memory_budget, fn))
+  return _run(x, w_conv, b, g, method, fn, _budget.memory_budget(memory_budget, fn),
+              finite_locality)
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None,
                          feature_group_count=1, batch_group_count=1, precision=None,
                          preferred_element_type=None, out_sharding=None, *,
-                         method="auto", memory_budget=None):
+                         method="auto", memory_budget=None, finite_locality=False):
   """A drop-in for `jax.lax.conv_general_dilated` that can pick the algorithm.
 
   Same arguments and same result as lax's function (layouts through
@@ -318,6 +339,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
       only.
     method: 'auto' or a method name. Keyword only.
     memory_budget: as for `conv`. Keyword only.
+    finite_locality: as for `conv`. Keyword only.
 
   Returns:
     The convolution, in the layout `dimension_numbers` gives for the output.
@@ -348,6 +370,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   """
   fn = "jaxconv.conv_general_dilated"
   _check_method(method, fn)
+  _select.check_finite_locality(finite_locality, fn)
   _check_arrays(fn, lhs=lhs, rhs=rhs)
   if out_sharding is not None:
     _spmd.check_out_sharding(out_sharding, fn)
@@ -360,7 +383,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   if call.batch_group_count > 1:
     x = _batch_groups_to_feature_groups(x, call.batch_group_count)
   budget = _budget.memory_budget(memory_budget, fn)
-  y = jnp.transpose(_run(x, w, None, g, method, fn, budget), np.argsort(dnums.out_spec))
+  y = jnp.transpose(_run(x, w, None, g, method, fn, budget, finite_locality),
+                    np.argsort(dnums.out_spec))
   if out_sharding is not None:
     y = _spmd.constrain(y, out_sharding)
   return y

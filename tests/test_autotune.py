@@ -18,6 +18,7 @@ import jaxconv
 from jaxconv import _autotune, _select
 from jaxconv._geometry import make_geometry
 from jaxconv._methods import METHODS
+from jaxconv._methods.common import PASSES
 
 ENV = _autotune.ENV_VAR
 
@@ -44,7 +45,10 @@ def timings(monkeypatch):
     calls.append((g, tuple(methods)))
     if state["real"]:
       return real(g, methods)
-    return {m: state["fake"].get(m, 1.0 + i) for i, m in enumerate(methods)}
+    passes = PASSES if np.dtype(g.dtype).kind in "fc" else PASSES[:1]
+    fake = state["fake"]
+    return {p: {m: fake.get(p, fake).get(m, 1.0 + i) for i, m in enumerate(methods)}
+            for p in passes}
   monkeypatch.setattr(_autotune, "time_candidates", counted)
   state["calls"] = calls
   return state
@@ -70,15 +74,17 @@ def test_real_timing_writes_and_reuses_the_file(cache_file, timings):
   entries = json.loads(cache_file.read_text())["entries"]
   (key, entry), = entries.items()
   assert key == _autotune.cache_key(g)
-  assert entry["method"] in tried and set(entry["seconds"]) <= set(tried)
-  assert entry["seconds"][entry["method"]] == min(entry["seconds"].values())
+  assert set(entry["seconds"]) == set(PASSES)
+  for pass_, method in zip(PASSES, entry["plan"]):
+    assert method in tried and set(entry["seconds"][pass_]) <= set(tried)
+    assert entry["seconds"][pass_][method] == min(entry["seconds"][pass_].values())
   # Second call: the in-memory cache, no timing.
   jaxconv.conv(x, w, padding=2, groups=4, method="autotune")
   # A new process (empty memory): the file, no timing.
   _autotune._memory.clear()
   jaxconv.conv(x, w, padding=2, groups=4, method="autotune")
   assert len(timings["calls"]) == 1
-  assert _autotune._memory[key] == entry["method"]
+  assert _autotune._memory[key] == tuple(entry["plan"])
 
 
 def test_integer_inputs_time_forward_only(timings):
@@ -95,7 +101,33 @@ def test_picks_the_fastest(timings, monkeypatch):
   timings["fake"] = {"lax": 3.0, "direct": 2.0, "im2col": 0.5, "toeplitz": 4.0, "fft": 1.0}
   monkeypatch.setattr(_autotune, "candidates", lambda g, budget=None: list(timings["fake"]))
   x, w = _data((1, 2, 16)), _data((2, 2, 3), 1)
-  assert _autotune.choose(_geom(x, w)) == "im2col"
+  assert _autotune.choose(_geom(x, w)) == ("im2col",) * 3
+
+
+def test_picks_the_fastest_per_pass(timings, monkeypatch):
+  timings["fake"] = {"fwd": {"lax": 3.0, "direct": 1.0, "fft": 2.0},
+                     "dx": {"lax": 3.0, "direct": 2.0, "fft": 1.0},
+                     "dw": {"lax": 1.0, "direct": 2.0, "fft": 3.0}}
+  monkeypatch.setattr(_autotune, "candidates", lambda g, budget=None: ["lax", "direct", "fft"])
+  x, w = _data((1, 2, 16)), _data((2, 2, 3), 1)
+  assert _autotune.choose(_geom(x, w)) == ("direct", "fft", "lax")
+  # ... and the call runs that plan, with lax's values and gradients.
+  f = lambda m: lambda x, w: jaxconv.conv(x, w, method=m).sum() ** 2  # noqa: E731
+  chex.assert_trees_all_close(jax.grad(f("autotune"), (0, 1))(x, w),
+                              jax.grad(f("lax"), (0, 1))(x, w), rtol=1e-4, atol=1e-4)
+
+
+def test_pass_programs_compute_each_pass():
+  g = _geom(jax.ShapeDtypeStruct((1, 2, 9), jnp.float32), jax.ShapeDtypeStruct((3, 2, 3), jnp.float32))
+  x, w, ct = _data((1, 2, 9)), _data((3, 2, 3), 1), _data((1, 3, 7), 2)
+  lax_conv = METHODS["lax"].conv
+  _, vjp = jax.vjp(lambda x, w: lax_conv(x, w, g), x, w)
+  want = dict(zip(PASSES, (lax_conv(x, w, g), *vjp(ct))))
+  for pass_ in PASSES:
+    got = _autotune.pass_program(METHODS["direct"].conv, g, pass_)(x, w, ct)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want[pass_]), rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match=r"has no cost for pass_='bwd'"):
+    _autotune.pass_program(lax_conv, g, "bwd")
 
 
 def test_candidates_pruned_by_the_model():
@@ -227,7 +259,7 @@ def test_stale_entry_is_retimed(cache_file, timings):
   cache_file.parent.mkdir(parents=True)
   cache_file.write_text(json.dumps(
       {"version": 1, "entries": {_autotune.cache_key(g): {"method": "winograd"}}}))
-  assert _autotune.choose(g) in METHODS
+  assert set(_autotune.choose(g)) <= set(METHODS)
   assert len(timings["calls"]) == 1
 
 
@@ -301,9 +333,11 @@ def test_failing_candidate_is_skipped(monkeypatch):
   x = jax.ShapeDtypeStruct((1, 2, 12), jnp.float32)
   w = jax.ShapeDtypeStruct((2, 2, 3), jnp.float32)
   g = _geom(x, w)
-  with pytest.warns(UserWarning, match=r"'direct' failed on .*RuntimeError: boom"):
+  with pytest.warns(UserWarning,
+                    match=r"'direct' failed on the fwd pass of .*RuntimeError: boom") as rec:
     times = _autotune.time_candidates(g, ["lax", "direct"])
-  assert set(times) == {"lax"}
+  assert set(times) == set(PASSES) and all(set(t) == {"lax"} for t in times.values())
+  assert len(rec) == 1
 
 
 def test_key_names_the_geometry():
@@ -325,7 +359,7 @@ def test_when_every_candidate_fails_auto_decides_and_nothing_is_cached(monkeypat
   w = jax.ShapeDtypeStruct((2, 2, 3), jnp.float32)
   g = _geom(x, w)
   with pytest.warns(UserWarning, match=r"no candidate could be timed .*nothing is cached"):
-    assert _autotune.choose(g) == _select.select(g)[0]
+    assert _autotune.choose(g) == _select.select(g).methods
   assert _autotune.cache_key(g) not in _autotune._memory
   assert not cache_file.exists() or _autotune.cache_key(g) not in json.loads(
       cache_file.read_text())
@@ -339,7 +373,7 @@ def test_under_a_mesh_autotune_uses_auto_and_leaves_the_cache(monkeypatch, cache
   g = _geom(x, w)
   mesh = jax.make_mesh((1,), ("data",))
   with jax.sharding.set_mesh(mesh):
-    assert _autotune.choose(g) == _select.select(g)[0]
+    assert _autotune.choose(g) == _select.select(g).methods
   assert _autotune.cache_key(g) not in _autotune._memory
   assert not cache_file.exists()
 

@@ -288,27 +288,6 @@ def test_real_networks_are_well_formed():
     bench_main.select_networks(bench_main.parse_args(["--networks", "nope"]))
 
 
-def test_calibration_decision_fit_orders_the_methods():
-  from bench import calibrate
-  from jaxconv import _select
-  names = ("cal-dense-k3", "cal-dw-k3", "cal-causal-k256")
-  # Constant times: a linear model in the features cannot fit them, but it can
-  # still rank fft first everywhere, which is all `auto` needs.
-  secs = {"lax": 2e-3, "direct": 3e-3, "fft": 1e-3}
-  samples = [{"case": n, "method": m, "seconds": t} for n in names for m, t in secs.items()]
-  cache = _select.DEFAULT_CACHE_BYTES
-  start, _ = calibrate.fit(samples, cache)
-  coefs, quality = calibrate.fit_decisions(samples, cache, start)
-  assert set(coefs) == set(start) and all(set(coefs[m]) == set(start[m]) for m in start)
-  assert all(v >= 0 for c in coefs.values() for v in c.values())
-  fit = quality["decision_fit"]
-  assert fit["cases"] == 3 and fit["loss"] <= fit["loss_start"]
-  for n in names:
-    f = _select.features(calibrate.problem.method_geometry(calibrate.BY_NAME[n]), cache)
-    est = {m: sum(c * f[m].get(k, 0.0) for k, c in coefs[m].items()) for m in secs}
-    assert min(est, key=est.get) == "fft", (n, est)
-
-
 # --- python -m bench --sharding ----------------------------------------------
 
 TINY_SHARD = Case("tiny-shard", "test", (8, 3, 8, 8), (4, 3, 3, 3),

@@ -297,8 +297,8 @@ def test_auto_takes_the_periodic_path_for_circular_padding():
   one transform of the input's own size, and the result is the wrap-padded conv."""
   x, w = _rand((1, 4, 64, 64)), _rand((4, 1, 15, 15), seed=1)
   kw = dict(padding=7, groups=4, padding_mode="circular")
-  method, reason = jaxconv.select_method(x.shape, w.shape, **kw, backend="cpu")
-  assert method == "fft (periodic)", reason
+  plan = jaxconv.select_method(x.shape, w.shape, **kw, backend="cpu")
+  assert plan.single == "fft (periodic)", plan.reason
   if jax.default_backend() == "cpu":
     y = jax.jit(lambda a, b: jaxconv.conv(a, b, **kw))(x, w)
     ref = jaxconv.conv(x, w, **kw, method="lax")

@@ -40,8 +40,8 @@ def test_every_method_provides_the_contract(name):
     feats = module.cost(g, pass_, cache_bytes=1 << 20)
     assert feats and all(v >= 0 for v in feats.values())
     assert feats.get("call") == 1
-  with pytest.raises(ValueError, match=rf"method {name!r} has no cost for pass_='dx'"):
-    module.cost(g, "dx", cache_bytes=1 << 20)
+  with pytest.raises(ValueError, match=rf"method {name!r} has no cost for pass_='fwd\+bwd'"):
+    module.cost(g, "fwd+bwd", cache_bytes=1 << 20)
   assert isinstance(module.temp_bytes(g), int)
 
 
@@ -103,6 +103,6 @@ def test_nonfinite_spread_is_what_the_method_declares(name):
 
 
 def test_select_method_reports_the_nonfinite_spread():
-  method, reason = jaxconv.select_method((1, 8, 4096), (8, 1, 1024), padding="SAME",
-                                         groups=8, backend="cpu")
-  assert method == "fft" and reason.endswith(SPREAD_TEXT["block"]), reason
+  plan = jaxconv.select_method((1, 8, 4096), (8, 1, 1024), padding="SAME",
+                               groups=8, backend="cpu")
+  assert plan.fwd == "fft" and plan.reasons[0].endswith(SPREAD_TEXT["block"]), plan.reason

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import jaxconv
-from jaxconv import _select
+from jaxconv import _profiles, _select
 from jaxconv._geometry import make_geometry
 from jaxconv._methods import METHODS, hook
 from jaxconv._methods.common import UNROLLED_TAP_CAPS, working_set_bytes
@@ -25,9 +25,9 @@ def _geometry_of(case, monkeypatch):
   seen = []
   real = _select.select
 
-  def spy(g, backend=None, budget=None):
+  def spy(g, backend=None, budget=None, **kw):
     seen.append(g)
-    return real(g, backend, budget)
+    return real(g, backend, budget, **kw)
   monkeypatch.setattr(_select, "select", spy)
   case.eval_shape("auto")
   assert len(seen) == 1
@@ -42,10 +42,11 @@ def _g(x_shape, w_shape, dtype="float32", **kwargs):
 
 @pytest.fixture(autouse=True)
 def _fresh_model():
-  _select.load_model.cache_clear()
+  """Every test ranks with the shipped CPU profile as if measured on this
+  machine (tests/conftest.py pins it by $JAXCONV_DEVICE_KEY)."""
   _select._select.cache_clear()
+  _profiles.profile.cache_clear()   # so each fallback warns in its own test
   yield
-  _select.load_model.cache_clear()
   _select._select.cache_clear()
 
 
@@ -54,25 +55,27 @@ def _fresh_model():
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_auto_picks_a_supported_method_with_estimates(case, monkeypatch):
   g = _geometry_of(case, monkeypatch)
-  method, reason = _select.select(g)
-  if method.endswith(_select.PERIODIC):   # a periodic hook, for circular padding
-    name = method[:-len(_select.PERIODIC)]
-    assert g.padding_mode == "circular" and hook(name, "periodic") is not None
-    assert hook(name, "periodic").periodic_supports(g, "auto") is None
-  else:
-    assert method in METHODS
-    assert METHODS[method].supports(method_geometry(g), "auto") is None
-  assert reason.startswith(f"{method}: est. fwd+bwd ")
-  assert " ms" in reason
+  plan = _select.select(g)
+  for pass_, method, reason in zip(("fwd", "dx", "dw"), plan.methods, plan.reasons):
+    if method.endswith(_select.PERIODIC):   # a periodic hook, for circular padding
+      name = method[:-len(_select.PERIODIC)]
+      assert g.padding_mode == "circular" and hook(name, "periodic") is not None
+      assert hook(name, "periodic").periodic_supports(g, "auto") is None
+    else:
+      assert method in METHODS
+      assert METHODS[method].supports(method_geometry(g), "auto") is None
+    if np.dtype(g.dtype).kind in "fc":
+      assert reason.startswith(f"{method}: est. {pass_} "), reason
+    assert " ms" in reason
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16", "complex64", "int32"])
 def test_every_dtype_gets_a_supported_method(dtype):
   g = _g((2, 4, 32, 32), (4, 1, 7, 7), dtype, padding=3, groups=4)
-  method, _ = _select.select(g)
-  assert METHODS[method].supports(g, "auto") is None
-  if dtype == "int32":  # the FFT is inexact: never for integers
-    assert method != "fft"
+  plan = _select.select(g)
+  assert all(METHODS[m].supports(g, "auto") is None for m in plan.methods)
+  if dtype == "int32":  # the FFT is inexact: never for integers; no gradients: one method
+    assert plan.single is not None and plan.single != "fft"
     assert "fft" not in _select.estimate(g)
 
 
@@ -101,20 +104,25 @@ def test_auto_result_matches_lax():
      {"direct", "im2col", "fft", "toeplitz"}),
 ])
 def test_cpu_rules(x_shape, w_shape, kwargs, expected):
-  method, reason = _select.select(_g(x_shape, w_shape, **kwargs), "cpu")
-  assert method in expected, reason
-  assert "cpu model" in reason
+  plan = _select.select(_g(x_shape, w_shape, **kwargs), "cpu")
+  assert plan.fwd in expected, plan.reason
+  assert "shipped profile 'cpu:" in plan.reasons[0]
 
 
 def test_unrolled_methods_capped_by_taps():
   g = _g((1, 4, 40, 40), (4, 4, 17, 17), padding=8)       # 289 taps
   est = _select.estimate(g, "cpu")
   assert "direct" not in est and "im2col" not in est and "lax" in est
-  _, reason = _select.select(g, "cpu")
+  reason = _select.select(g, "cpu").reasons[0]
   cap = UNROLLED_TAP_CAPS["auto"]
   assert f"declined: direct (it unrolls one slice per kernel tap and this kernel has {17 * 17} > {cap} taps for auto)" in reason
   small = _select.estimate(_g((1, 4, 40, 40), (4, 4, 3, 3), padding=1), "cpu")
   assert {"direct", "im2col"} <= set(small)
+
+
+def _profile(coefs, exact=True):
+  coefs = {m: {p: dict(c) for p in ("fwd", "dx", "dw")} for m, c in coefs.items()}
+  return _profiles.Profile(coefs, 1 << 25, "test", "user" if exact else "nearest", exact)
 
 
 def test_lax_kept_unless_clearly_faster(monkeypatch):
@@ -123,51 +131,86 @@ def test_lax_kept_unless_clearly_faster(monkeypatch):
   lax_ns = 1e6 / feats["lax"]["call"]
   # 'direct' estimated a little faster than lax: not enough to leave lax.
   coefs = {"lax": {"call": lax_ns}, "direct": {"call": 0.95 * lax_ns}}
-  monkeypatch.setattr(_select, "profile", lambda backend: (coefs, True))
-  method, reason = _select.select(g, "cpu")
-  assert method == "lax"
-  assert f"direct (0.95 ms) is not {1 / _select.LAX_MARGIN:.2g}x faster" in reason
+  monkeypatch.setattr(_profiles, "profile", lambda backend=None: _profile(coefs))
+  plan = _select.select(g, "cpu")
+  assert plan.methods == ("lax",) * 3
+  assert f"direct (0.95 ms) is not {1 / _select.LAX_MARGIN:.2g}x faster" in plan.reasons[0]
   coefs["direct"]["call"] = 0.5 * lax_ns
   _select._select.cache_clear()
-  method, reason = _select.select(g, "cpu")
-  assert method == "direct"
-  assert "2x faster than lax" in reason and "others: lax 1 ms" in reason
+  plan = _select.select(g, "cpu")
+  assert plan.single == "direct"
+  assert "2x faster than lax" in plan.reasons[1] and "others: lax 1 ms" in plan.reasons[2]
+  # Another device's profile: 2x predicted is not enough to leave lax.
+  monkeypatch.setattr(_profiles, "profile", lambda backend=None: _profile(coefs, exact=False))
+  _select._select.cache_clear()
+  plan = _select.select(g, "cpu")
+  assert plan.single == "lax"
+  assert f"is not {1 / _select.FALLBACK_MARGIN:.2g}x faster" in plan.reasons[0]
+
+
+def test_each_pass_takes_its_own_cheapest_method(monkeypatch):
+  g = _g((2, 8, 16, 16), (8, 1, 3, 3), padding=1, groups=8)
+  feats = _select.features(g)
+  ns = {m: 1e6 / feats[m]["call"] for m in ("lax", "direct", "im2col", "fft")}
+  coefs = {m: {p: {"call": 10 * ns[m]} for p in ("fwd", "dx", "dw")} for m in ns}
+  coefs["direct"]["fwd"]["call"] = ns["direct"]      # 1 ms, the others 10 ms
+  coefs["fft"]["dx"]["call"] = ns["fft"]
+  coefs["im2col"]["dw"]["call"] = ns["im2col"]
+  monkeypatch.setattr(_profiles, "profile",
+                      lambda backend=None: _profiles.Profile(coefs, 1 << 25, "t", "user", True))
+  plan = _select.select(g, "cpu")
+  assert plan.methods == ("direct", "fft", "im2col") and plan.single is None
+  assert plan.reasons[1].startswith("fft: est. dx 1 ms, 10x faster than lax")
+  assert "fwd direct, dx fft, dw im2col" in str(plan)
+  # Integers have no gradients: the forward's pick for every pass.
+  gi = _g((2, 8, 16, 16), (8, 1, 3, 3), "int32", padding=1, groups=8)
+  assert _select.select(gi, "cpu").methods == ("direct",) * 3
+
+
+def test_finite_locality_keeps_only_window_methods(monkeypatch):
+  g = _g((1, 64, 4096), (64, 1, 4096), padding=((4095, 0),), groups=64)
+  assert "fft" in _select.select(g, "cpu").methods
+  plan = _select.select(g, "cpu", finite_locality=True)
+  assert not {"fft", "toeplitz"} & set(plan.methods)
+  assert "fft (finite_locality=True: block spread)" in plan.reasons[0]
+  assert _select.select_method((1, 64, 4096), (64, 1, 4096), padding=((4095, 0),), groups=64,
+                               finite_locality=True) == plan
+  with pytest.raises(TypeError, match=r"`finite_locality` must be True or False; got "
+                                      r"finite_locality='yes'"):
+    _select.select_method((1, 2, 8), (2, 2, 3), finite_locality="yes")
 
 
 def test_uncalibrated_backend_uses_generic_profile():
   g = _g((8, 64, 56, 56), (64, 64, 3, 3), padding=1)
-  method, reason = _select.select(g, "tpu")
-  assert method == "lax"
-  assert "uncalibrated generic model (tpu)" in reason
+  with pytest.warns(UserWarning, match="no cost-model profile for tpu:unavailable"):
+    plan = _select.select(g, "tpu")
+  assert plan.methods == ("lax",) * 3
+  assert "tpu, uncalibrated generic model" in plan.reasons[0]
   # The generic profile still leaves lax for an FFT-sized kernel.
   big = _g((1, 64, 4096), (64, 1, 4096), padding=((4095, 0),), groups=64)
-  assert _select.select(big, "gpu")[0] == "fft"
+  with pytest.warns(UserWarning, match="no cost-model profile for gpu:unavailable"):
+    assert _select.select(big, "gpu").fwd == "fft"
 
 
 def test_profile_without_methods_falls_back_to_lax(monkeypatch):
-  monkeypatch.setattr(_select, "profile", lambda backend: ({}, True))
-  method, reason = _select.select(_g((1, 2, 8), (2, 2, 3)), "cpu")
-  assert method == "lax" and "no method has estimates" in reason
+  monkeypatch.setattr(_profiles, "profile", lambda backend=None: _profile({}))
+  plan = _select.select(_g((1, 2, 8), (2, 2, 3)), "cpu")
+  assert plan.single == "lax" and "no method has estimates" in plan.reasons[0]
 
 
-def test_unreadable_model_warns_and_uses_generic(monkeypatch):
-  monkeypatch.setattr(_select, "DATA_FILE", "_data/does-not-exist.json")
-  with pytest.warns(UserWarning, match=r"cannot read the cost model .*does-not-exist"):
-    model = _select.load_model()
-  assert model == {"backends": {}}
-  assert _select.profile("cpu") == (_select.GENERIC_PROFILE, False)
-
-
-def test_model_file_is_calibrated_for_cpu():
-  model = _select.load_model()
-  cpu = model["backends"]["cpu"]
-  assert set(cpu["coefficients"]) <= set(METHODS)
-  assert cpu["samples"] and all(s["seconds"] > 0 for s in cpu["samples"])
+def test_shipped_profiles_are_plain_per_pass_coefficients():
+  profiles = _profiles.shipped()
+  assert profiles, "the package ships at least one measured profile"
   known = _select.features(_g((1, 2, 8), (2, 2, 3)))
-  for method, coefs in cpu["coefficients"].items():
-    assert set(coefs) <= set(known[method]), method
-    assert all(c >= 0 for c in coefs.values())
-  json.dumps(model)  # plain data
+  for key, entry in profiles.items():
+    assert key.split(":")[0] in ("cpu", "gpu", "tpu")
+    assert set(entry["coefficients"]) <= set(METHODS)
+    for method, per_pass in entry["coefficients"].items():
+      assert set(per_pass) == {"fwd", "dx", "dw"}, (key, method)
+      for coefs in per_pass.values():
+        assert set(coefs) <= set(known[method]), (key, method)
+        assert all(c > 0 for c in coefs.values())
+  json.dumps(profiles)  # plain data
 
 
 # --- features ------------------------------------------------------------------------
@@ -218,7 +261,7 @@ def test_features_are_each_methods_own_cost():
   g = _g((1, 4, 64), (4, 4, 9), padding=4)
   f = _select.features(g, 1 << 20)
   for name, module in METHODS.items():
-    assert f[name] == module.cost(g, "fwd+bwd", cache_bytes=1 << 20)
+    assert f[name] == module.cost(g, "fwd", cache_bytes=1 << 20)
   with pytest.raises(ValueError, match=r"method 'fft' has no cost for pass_='bwd'"):
     METHODS["fft"].cost(g, "bwd", cache_bytes=1 << 20)
 
@@ -226,20 +269,20 @@ def test_features_are_each_methods_own_cost():
 # --- select_method ---------------------------------------------------------------------
 
 def test_select_method_matches_select():
-  method, reason = _select.select_method((2, 8, 16, 16), (8, 8, 3, 3), padding=1)
-  assert (method, reason) == _select.select(_g((2, 8, 16, 16), (8, 8, 3, 3), padding=1))
+  plan = _select.select_method((2, 8, 16, 16), (8, 8, 3, 3), padding=1)
+  assert plan == _select.select(_g((2, 8, 16, 16), (8, 8, 3, 3), padding=1))
 
 
 def test_select_method_applies_padding_modes():
-  method, _ = _select.select_method((1, 4, 30), (4, 1, 5), "float64", padding=2,
-                                    padding_mode="reflect", groups=4, backend="cpu")
-  assert method in METHODS
+  plan = _select.select_method((1, 4, 30), (4, 1, 5), "float64", padding=2,
+                                padding_mode="reflect", groups=4, backend="cpu")
+  assert set(plan.methods) <= set(METHODS)
 
 
 def test_select_method_dtype_names_and_objects():
   for dtype in ("int8", np.int8, jnp.int8):
-    method, _ = _select.select_method((1, 2, 64), (2, 2, 60), dtype)
-    assert method != "fft"
+    plan = _select.select_method((1, 2, 64), (2, 2, 60), dtype)
+    assert "fft" not in plan.methods
 
 
 @pytest.mark.parametrize("args,kwargs,err,match", [

@@ -55,7 +55,7 @@ Optional hooks, declared by defining all the functions of the hook:
 Adding a method: write its module with these four functions and add one line
 to `METHODS`. The shared test table (`tests/configs.py`) then runs it on
 every geometry; `auto` considers it once the device profile has coefficients
-for its features (`python -m bench.calibrate`).
+for its features (`python -m jaxconv.calibrate`).
 """
 
 from __future__ import annotations

@@ -97,9 +97,12 @@ def padded_input_bytes(g: Geometry) -> int:
 
 # --- passes and purposes -----------------------------------------------------------
 
-PASSES = ("fwd+bwd",)
-"""What `cost(g, pass_)` can be asked for: today the forward pass plus both
-gradients together, the unit the committed cost model is fitted on."""
+PASSES = ("fwd", "dx", "dw")
+"""What `cost(g, pass_)` is asked for: the forward pass, the input gradient
+and the weight gradient, each computed as JAX derives it from the method's
+`conv` (the transpose of its linear map in `x`, resp. `w`). `method="auto"`
+picks a method per pass (`jaxconv._select.Plan`); the cost model has a
+coefficient per method, pass and feature."""
 
 PURPOSES = ("call", "auto", "calibrate")
 """What `supports(g, purpose)` is asked for: 'call' (an explicit `method=`),
@@ -120,7 +123,7 @@ UNROLLED_TAP_CAPS = {"call": 1024, "auto": 256, "calibrate": 64}
 """Kernel taps 'direct' and 'im2col' accept, by purpose: 1024 when asked for
 by name (compile time outweighs any gain past that), 256 for `auto` and
 `autotune` (users did not choose that compile time), 64 when timed for
-calibration (keeps `bench.calibrate` within minutes)."""
+calibration (keeps `jaxconv.calibrate` within minutes)."""
 
 
 def unrolled_taps_reason(g: Geometry, purpose: str) -> str | None:

@@ -25,7 +25,7 @@ from .common import (acc_dtype, check_pass, grouped_matmul, itemsize, out_dtype,
 GENERIC_COEFFICIENTS = {"macs_gemm": 3.0e-3, "macs_dw": 3.0e-3, "tap_elems": 1.5e-3, "call": 2.0e4}
 """Hand-set, NOT measured: nanoseconds per unit of each `cost` feature on
 backends without a calibrated profile (GPU/TPU until someone runs
-`python -m bench.calibrate` there): at least as slow per unit of work as lax's convolution."""
+`python -m jaxconv.calibrate` there): at least as slow per unit of work as lax's convolution."""
 
 
 NONFINITE_SPREAD = "window"
@@ -38,7 +38,8 @@ def supports(g: Geometry, purpose: str = "call") -> str | None:
 
 
 def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
-  """Features of the cost model (`jaxconv._select`), for `pass_` 'fwd+bwd'.
+  """Features of the cost model (`jaxconv._select`), for any `pass_`
+  ('fwd', 'dx', 'dw': the same features, with a coefficient per pass).
 
   `macs_gemm` (channel contraction per tap), `macs_dw` (depthwise: broadcast
   multiply-adds), `macs_bcast` (one input channel per group but several
@@ -51,7 +52,7 @@ def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
     >>> from jaxconv._geometry import geometry_of
     >>> from jaxconv._methods import direct
     >>> g = geometry_of((1, 8, 16), (8, 1, 3), groups=8)
-    >>> direct.cost(g, "fwd+bwd", cache_bytes=1 << 20)["macs_dw"]
+    >>> direct.cost(g, "fwd", cache_bytes=1 << 20)["macs_dw"]
     336
   """
   check_pass(pass_, "direct")

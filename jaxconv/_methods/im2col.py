@@ -42,7 +42,7 @@ def patch_elements(g: Geometry) -> int:
 GENERIC_COEFFICIENTS = {"macs_gemm": 3.0e-3, "macs_gemv": 3.0e-3, "patch": 1.5e-3, "call": 2.0e4}
 """Hand-set, NOT measured: nanoseconds per unit of each `cost` feature on
 backends without a calibrated profile (GPU/TPU until someone runs
-`python -m bench.calibrate` there): at least as slow per unit of work as lax's convolution."""
+`python -m jaxconv.calibrate` there): at least as slow per unit of work as lax's convolution."""
 
 
 NONFINITE_SPREAD = "window"
@@ -62,7 +62,8 @@ def supports(g: Geometry, purpose: str = "call") -> str | None:
 
 
 def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
-  """Features of the cost model (`jaxconv._select`), for `pass_` 'fwd+bwd'.
+  """Features of the cost model (`jaxconv._select`), for any `pass_`
+  ('fwd', 'dx', 'dw': the same features, with a coefficient per pass).
 
   `macs_gemm` (GEMMs with more than one output channel per group),
   `macs_gemv` (one output channel per group: matrix-vector products), `patch`
@@ -74,7 +75,7 @@ def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
     >>> from jaxconv._geometry import geometry_of
     >>> from jaxconv._methods import im2col
     >>> g = geometry_of((1, 2, 6, 6), (4, 2, 3, 3))
-    >>> im2col.cost(g, "fwd+bwd", cache_bytes=1 << 20)["patch"]
+    >>> im2col.cost(g, "fwd", cache_bytes=1 << 20)["patch"]
     288
   """
   check_pass(pass_, "im2col")

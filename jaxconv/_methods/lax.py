@@ -14,7 +14,7 @@ from .common import acc_dtype, check_pass, padded_input_bytes, sizes, working_se
 GENERIC_COEFFICIENTS = {"macs_dense": 3.0e-3, "macs_grouped": 3.0e-3, "call": 2.0e4}
 """Hand-set, NOT measured: nanoseconds per unit of each `cost` feature on
 backends without a calibrated profile (GPU/TPU until someone runs
-`python -m bench.calibrate` there): its native convolution has no known weak spot off the CPU: as fast per
+`python -m jaxconv.calibrate` there): its native convolution has no known weak spot off the CPU: as fast per
 multiply-add as a GEMM."""
 
 
@@ -33,7 +33,8 @@ def supports(g: Geometry, purpose: str = "call") -> str | None:
 
 
 def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
-  """Features of the cost model (`jaxconv._select`), for `pass_` 'fwd+bwd'.
+  """Features of the cost model (`jaxconv._select`), for any `pass_`
+  ('fwd', 'dx', 'dw': the same features, with a coefficient per pass).
 
   `macs_dense` (groups == 1), `macs_1x1` (dense, stride-1 1x1 kernels: XLA
   CPU's convolution is 2-10x slower than the same GEMM there),
@@ -49,7 +50,7 @@ def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
     >>> from jaxconv._geometry import geometry_of
     >>> from jaxconv._methods import lax as lax_method
     >>> g = geometry_of((1, 2, 6, 6), (4, 2, 3, 3))
-    >>> lax_method.cost(g, "fwd+bwd", cache_bytes=1 << 20)["macs_dense"]
+    >>> lax_method.cost(g, "fwd", cache_bytes=1 << 20)["macs_dense"]
     1152
   """
   check_pass(pass_, "lax")

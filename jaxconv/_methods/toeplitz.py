@@ -60,7 +60,7 @@ def matrix_elements(g: Geometry) -> int:
 GENERIC_COEFFICIENTS = {"band_macs": 3.0e-3, "matrix": 1.5e-3, "call": 2.0e4}
 """Hand-set, NOT measured: nanoseconds per unit of each `cost` feature on
 backends without a calibrated profile (GPU/TPU until someone runs
-`python -m bench.calibrate` there): at least as slow per unit of work as lax's convolution."""
+`python -m jaxconv.calibrate` there): at least as slow per unit of work as lax's convolution."""
 
 
 NONFINITE_SPREAD = "line"
@@ -86,7 +86,8 @@ def _lines(g: Geometry) -> int:
 
 
 def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
-  """Features of the cost model (`jaxconv._select`), for `pass_` 'fwd+bwd'.
+  """Features of the cost model (`jaxconv._select`), for any `pass_`
+  ('fwd', 'dx', 'dw': the same features, with a coefficient per pass).
 
   `band_macs` (the GEMMs with the banded matrices, zeros included), `matrix`
   (their elements), `lines` (input lines sliced), `lines_big` (the same when
@@ -96,7 +97,7 @@ def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
     >>> from jaxconv._geometry import geometry_of
     >>> from jaxconv._methods import toeplitz
     >>> g = geometry_of((1, 2, 6, 6), (4, 2, 3, 3))
-    >>> toeplitz.cost(g, "fwd+bwd", cache_bytes=1 << 20)["matrix"] == toeplitz.matrix_elements(g)
+    >>> toeplitz.cost(g, "fwd", cache_bytes=1 << 20)["matrix"] == toeplitz.matrix_elements(g)
     True
   """
   check_pass(pass_, "toeplitz")

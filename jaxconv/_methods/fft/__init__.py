@@ -73,7 +73,7 @@ GENERIC_COEFFICIENTS = {"transform": 2.0e-2, "contract": 0.1, "contract_dw": 0.1
                         "spectra": 2.0e-2, "call": 4.0e4}
 """Hand-set, NOT measured: nanoseconds per unit of each `cost` feature on
 backends without a calibrated profile (GPU/TPU until someone runs
-`python -m bench.calibrate` there): transforms and small complex contractions at a small fraction of GEMM
+`python -m jaxconv.calibrate` there): transforms and small complex contractions at a small fraction of GEMM
 speed, so only a much smaller FFT workload (large kernels, long filters) wins."""
 
 ROUNDING = "transform"
@@ -153,7 +153,8 @@ def _features(g: Geometry, t: Terms, cache_bytes: int) -> dict[str, float]:
 
 
 def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
-  """Features of the cost model (`jaxconv._select`), for `pass_` 'fwd+bwd'.
+  """Features of the cost model (`jaxconv._select`), for any `pass_`
+  ('fwd', 'dx', 'dw': the same features, with a coefficient per pass).
 
   Read from the plan `conv` runs (`plans.terms`): `transform` (FFT flops),
   `contract` (complex multiply-adds of the per-frequency channel contraction)
@@ -167,7 +168,7 @@ def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
     >>> from jaxconv._methods import fft
     >>> g = make_geometry("f", jax.ShapeDtypeStruct((1, 1, 60), "float32"),
     ...                   jax.ShapeDtypeStruct((1, 1, 5), "float32"))
-    >>> fft.cost(g, "fwd+bwd", cache_bytes=1 << 20)["spectra"]   # 3 spectra of 60 // 2 + 1
+    >>> fft.cost(g, "fwd", cache_bytes=1 << 20)["spectra"]   # 3 spectra of 60 // 2 + 1
     93.0
   """
   check_pass(pass_, "fft")
@@ -213,7 +214,7 @@ def periodic_cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, flo
     >>> g = make_geometry("f", jax.ShapeDtypeStruct((1, 1, 60), "float32"),
     ...                   jax.ShapeDtypeStruct((1, 1, 5), "float32"), padding=2,
     ...                   padding_mode="circular")
-    >>> fft.periodic_cost(g, "fwd+bwd", cache_bytes=1 << 20)["spectra"]
+    >>> fft.periodic_cost(g, "fwd", cache_bytes=1 << 20)["spectra"]
     93.0
   """
   check_pass(pass_, "fft")

@@ -1,0 +1,99 @@
+"""One convolution whose forward pass, input gradient and weight gradient run
+different methods (a `jaxconv._select.Plan`).
+
+The convolution is bilinear, so its tangent is
+`conv(dx, w) + conv(x, dw)`. A `jax.custom_jvp` computes the primal with the
+forward method and the two tangent terms with the input-gradient and the
+weight-gradient methods. Reverse mode linearises this rule and transposes
+each term: the first becomes the dx method's transposed convolution of the
+cotangent, the second its dw correlation. Forward mode (`jvp`, `jacfwd`)
+evaluates the rule as it is, and higher orders differentiate the rule, which
+is made of ordinary method calls, so every order of differentiation works.
+A tangent JAX knows to be zero (`symbolic_zeros`) costs nothing: the
+gradient in `w` alone never runs the dx method.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
+
+from ._geometry import Geometry
+from ._methods import METHODS, hook
+from ._padding import method_geometry, pad_mode
+
+PERIODIC = " (periodic)"
+
+
+def pass_conv(name: str, padded: bool):
+  """The `(x, w, g) -> y` function of candidate `name` for a pass.
+
+  Args:
+    name: a registered method, or `'<method> (periodic)'` for its periodic
+      hook (which takes the unpadded input and the user geometry).
+    padded: True when the caller already applied the padding mode (`g` is a
+      method geometry); False when `x` is unpadded and `g` the user geometry,
+      so a non-periodic method pads first.
+  """
+  if name.endswith(PERIODIC):
+    return hook(name[:-len(PERIODIC)], "periodic").periodic_conv
+  conv = METHODS[name].conv
+  if padded:
+    return conv
+  return functools.partial(_pad_then, conv)
+
+
+def _pad_then(conv, x, w, g: Geometry):
+  if g.padding_mode != "zeros":
+    x = pad_mode(x, g.padding, g.padding_mode)
+  return conv(x, w, method_geometry(g))
+
+
+@functools.lru_cache(maxsize=None)
+def per_pass(fwd: str, dx: str, dw: str, padded: bool = True):
+  """`(x, w, g) -> y` running `fwd` forward and `dx`/`dw` for the gradients.
+
+  Args:
+    fwd, dx, dw: candidate names (see `pass_conv`).
+    padded: as `pass_conv`; False when any of them is a periodic hook.
+
+  Returns:
+    A function of `(x, w, g)` (`g` static and hashable), with a `custom_jvp`.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from jaxconv._geometry import geometry_of
+    >>> from jaxconv._methods import lax as lax_method
+    >>> from jaxconv._perpass import per_pass
+    >>> g = geometry_of((1, 2, 8), (3, 2, 3))
+    >>> f = per_pass("direct", "fft", "im2col")
+    >>> x, w = jnp.ones((1, 2, 8)), jnp.ones((3, 2, 3))
+    >>> dx, dw = jax.grad(lambda x, w: f(x, w, g).sum(), (0, 1))(x, w)
+    >>> rx, rw = jax.grad(lambda x, w: lax_method.conv(x, w, g).sum(), (0, 1))(x, w)
+    >>> bool(jnp.allclose(dx, rx, atol=1e-5) and jnp.allclose(dw, rw, atol=1e-5))
+    True
+  """
+  f_fwd, f_dx, f_dw = (pass_conv(m, padded) for m in (fwd, dx, dw))
+
+  @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+  def conv(x, w, g):
+    return f_fwd(x, w, g)
+
+  def conv_jvp(g, primals, tangents):
+    x, w = primals
+    tx, tw = tangents
+    y = f_fwd(x, w, g)
+    terms = []
+    if not isinstance(tx, SymbolicZero):
+      terms.append(f_dx(tx, w, g))
+    if not isinstance(tw, SymbolicZero):
+      terms.append(f_dw(x, tw, g))
+    if not terms:
+      return y, jnp.zeros_like(y)
+    return y, functools.reduce(jnp.add, terms).astype(y.dtype)
+
+  conv.defjvp(conv_jvp, symbolic_zeros=True)
+  return conv

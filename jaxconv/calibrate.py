@@ -1,0 +1,440 @@
+"""`python -m jaxconv.calibrate`: measure `method="auto"`'s cost model on this device.
+
+Usage:
+  python -m jaxconv.calibrate [--full] [--out FILE] [--cases GLOB ...]
+
+Times every pass (forward, input gradient, weight gradient; `jit`-compiled,
+one warm-up call excluded, the minimum over a few runs, methods interleaved
+round-robin so the machine's load hits all alike) of every registered method
+on a designed sample of convolutions (`QUICK`, about 3 minutes on a 2-core
+CPU; `--full` adds model-zoo layers at full size, about 15), fits, per method
+and pass, the coefficients of the method's `cost` features by non-negative
+least squares on the relative error, and writes the profile for this device
+(`jaxconv._profiles.device_key`) to `$JAXCONV_CACHE_DIR/cost_model.json`
+(default `~/.cache/jaxconv/`): never into the installed package. `auto`
+reads it from the next process on (or after `jaxconv._profiles.clear_caches()`).
+
+Before writing it prints how well the current profile and the new one rank
+the methods on held-out cases (every fourth case, not used for that fit):
+the share of passes where the pick is within 1.1x of the measured fastest,
+and the geometric-mean slow-down of the picks. The written profile is then
+fitted on all cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import fnmatch
+import json
+import math
+import os
+import secrets
+import shlex
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from . import _budget, _profiles, _select
+from ._autotune import pass_program
+from ._geometry import Geometry, geometry_of, make_transpose_geometry
+from ._methods import METHODS
+from ._methods.common import PASSES
+
+CUTOFF = 20.0
+"""A method whose warm-up is this much slower than the fastest warm-up of the
+same pass (and over `SLOW_S`) is timed once only: enough to show it loses."""
+SLOW_S = 0.3
+ROUNDS = (3, 8)
+"""At least 3, at most 8 timed runs per method and pass."""
+HOLD_OUT_EVERY = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+  """One calibration convolution: shapes and `jaxconv.conv` keywords
+  (`transposed`: `jaxconv.conv_transpose`'s, with PyTorch's kernel layout)."""
+  name: str
+  x_shape: tuple[int, ...]
+  w_shape: tuple[int, ...]
+  kwargs: tuple[tuple[str, object], ...] = ()
+  transposed: bool = False
+
+  def geometry(self) -> Geometry:
+    """The method geometry the passes are timed on."""
+    kw = dict(self.kwargs)
+    if self.transposed:
+      spec = lambda s: jax.ShapeDtypeStruct(s, "float32")  # noqa: E731
+      return make_transpose_geometry("calibrate", spec(self.x_shape), spec(self.w_shape), **kw)
+    return geometry_of(self.x_shape, self.w_shape, fn="calibrate", **kw)
+
+
+def _s(name, x, w, **kw) -> Shape:
+  return Shape(name, x, w, tuple(sorted(kw.items())))
+
+
+def _quick() -> tuple[Shape, ...]:
+  """A designed sample: dense, grouped, depthwise, strided, dilated,
+  transposed, 1-D/2-D/3-D, tiny to cache-exceeding, kernels 1 to 2048 taps."""
+  p2 = lambda k: ((k // 2, k // 2),) * 2  # noqa: E731
+  out = [
+      _s("resnet-3x3", (4, 64, 56, 56), (64, 64, 3, 3), padding=p2(3)),
+      _s("resnet-1x1", (4, 256, 28, 28), (64, 256, 1, 1)),
+      _s("resnet-3x3s2", (2, 128, 56, 56), (128, 128, 3, 3), stride=2, padding=p2(3)),
+      _s("deep-3x3", (4, 256, 14, 14), (256, 256, 3, 3), padding=p2(3)),
+      _s("stem-7x7s2", (2, 3, 224, 224), (64, 3, 7, 7), stride=2, padding=p2(7)),
+      _s("wavenet", (2, 64, 4096), (64, 64, 2), padding=((64, 0),), dilation=64),
+      _s("volume", (1, 8, 32, 32, 32), (8, 8, 3, 3, 3), padding=((1, 1),) * 3),
+      _s("lenet", (64, 1, 32, 32), (6, 1, 5, 5)),
+      Shape("unet-up", (2, 128, 32, 32), (128, 64, 2, 2), (("stride", 2),), True),
+      _s("grouped-3x3", (2, 128, 28, 28), (128, 16, 3, 3), padding=p2(3), groups=8),
+      _s("dense-1d-k9", (4, 64, 1024), (64, 64, 9), padding=((4, 4),)),
+      _s("mbv2-dw3x3", (4, 144, 56, 56), (144, 1, 3, 3), padding=p2(3), groups=144),
+      _s("mbv2-dw3x3s2", (4, 144, 56, 56), (144, 1, 3, 3), stride=2, padding=p2(3),
+         groups=144),
+      _s("convnext-dw7", (4, 96, 56, 56), (96, 1, 7, 7), padding=p2(7), groups=96),
+      _s("dense64-k5", (2, 64, 32, 32), (64, 64, 5, 5), padding=p2(5)),
+      _s("small-cin", (8, 3, 64, 64), (16, 3, 3, 3), padding=p2(3)),
+      _s("volume-dw", (1, 32, 24, 24, 24), (32, 1, 3, 3, 3), padding=((1, 1),) * 3, groups=32),
+      _s("short-causal", (4, 256, 1024), (256, 1, 4), padding=((3, 0),), groups=256),
+      _s("tiny-3x3", (2, 3, 8, 8), (4, 3, 3, 3), padding=p2(3)),
+      _s("tiny-dw-1d", (1, 3, 40), (3, 1, 9), padding=((8, 0),), groups=3),
+      _s("small-3x3", (2, 16, 16, 16), (16, 16, 3, 3), padding=p2(3)),
+  ]
+  for k in (3, 7, 15, 31):
+    out.append(_s(f"dense-k{k}", (1, 16, 64, 64), (16, 16, k, k), padding=p2(k)))
+    out.append(_s(f"dw-k{k}", (2, 64, 64, 64), (64, 1, k, k), padding=p2(k), groups=64))
+  for k in (16, 256, 2048):
+    out.append(_s(f"causal-k{k}", (1, 64, 2048), (64, 1, k), padding=((k - 1, 0),),
+                  groups=64))
+  return tuple(out)
+
+
+def _zoo() -> tuple[Shape, ...]:
+  """Model-zoo layers at the sizes `python -m bench --full` times them."""
+  p2 = lambda k: ((k // 2, k // 2),) * 2  # noqa: E731
+  return (
+      _s("zoo-convnext-dw7x7", (8, 96, 56, 56), (96, 1, 7, 7), padding=p2(7), groups=96),
+      _s("zoo-resnet50-1x1", (8, 256, 56, 56), (64, 256, 1, 1)),
+      _s("zoo-resnet-3x3", (8, 64, 56, 56), (64, 64, 3, 3), padding=p2(3)),
+      _s("zoo-dense-15x15", (4, 16, 128, 128), (16, 16, 15, 15), padding=p2(15)),
+      _s("zoo-stem-7x7s2", (8, 3, 224, 224), (64, 3, 7, 7), stride=2, padding=p2(7)),
+      _s("zoo-resnet50-3x3s2", (8, 128, 56, 56), (128, 128, 3, 3), stride=2, padding=p2(3)),
+      _s("zoo-mbv2-dw3x3", (8, 144, 56, 56), (144, 1, 3, 3), padding=p2(3), groups=144),
+      _s("zoo-mbv2-dw3x3s2", (8, 144, 56, 56), (144, 1, 3, 3), stride=2, padding=p2(3),
+         groups=144),
+      Shape("zoo-unet-up2x2", (4, 128, 64, 64), (128, 64, 2, 2), (("stride", 2),), True),
+      _s("zoo-wavenet", (4, 64, 4096), (64, 64, 2), padding=((64, 0),), dilation=64),
+      _s("zoo-volume", (1, 8, 64, 64, 64), (8, 8, 3, 3, 3), padding=((1, 1),) * 3),
+      _s("zoo-lenet", (64, 1, 32, 32), (6, 1, 5, 5)),
+      _s("zoo-dense2d-k7", (2, 16, 64, 64), (16, 16, 7, 7), padding=p2(7)),
+      _s("zoo-dw2d-k15", (2, 64, 64, 64), (64, 1, 15, 15), padding=p2(15), groups=64),
+      _s("zoo-1d-k64", (1, 64, 4096), (64, 1, 64), padding=((63, 0),), groups=64),
+      _s("zoo-1d-k1024", (1, 64, 4096), (64, 1, 1024), padding=((1023, 0),), groups=64),
+  )
+
+
+QUICK: tuple[Shape, ...] = _quick()
+FULL: tuple[Shape, ...] = QUICK + _zoo()
+
+
+# --- measuring -----------------------------------------------------------------
+
+def _progress(done: int, total: int, label: str) -> None:
+  width = 30
+  fill = width * done // max(total, 1)
+  sys.stderr.write(f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{total} {label:40.40s}")
+  sys.stderr.flush()
+  if done == total:
+    sys.stderr.write("\n")
+
+
+def _inputs(g: Geometry):
+  rng = np.random.default_rng(0)
+  draw = lambda s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+  return draw(g.in_shape), draw(g.kernel_shape), draw(g.out_shape)
+
+
+def _timed(call) -> float:
+  t = time.perf_counter()
+  jax.block_until_ready(call())
+  return time.perf_counter() - t
+
+
+def measure_shape(shape: Shape, methods: Sequence[str], budget_s: float) -> list[dict]:
+  """Seconds of every pass of every method on `shape`, timed round-robin.
+
+  Returns one sample `{case, method, pass, seconds, median, repeats,
+  compile_s}` per method and pass; methods that decline `shape` for
+  'calibrate', or whose temporaries exceed the memory budget, are skipped.
+  """
+  g = shape.geometry()
+  x, w, ct = _inputs(g)
+  budget = _budget.memory_budget()
+  out = []
+  for p in PASSES:
+    calls, compile_s, warm = {}, {}, {}
+    for m in methods:
+      mod = METHODS[m]
+      if mod.supports(g, "calibrate") is not None or _budget.over(mod.temp_bytes(g), budget):
+        continue
+      t0 = time.perf_counter()
+      compiled = jax.jit(pass_program(mod.conv, g, p)).lower(x, w, ct).compile()
+      compile_s[m] = time.perf_counter() - t0
+      calls[m] = lambda c=compiled: c(x, w, ct)
+      warm[m] = _timed(calls[m])
+    if not calls:
+      continue
+    fastest = min(warm.values())
+    slow = {m for m, t in warm.items() if t > SLOW_S and t > CUTOFF * fastest}
+    samples = {m: [warm[m]] if m in slow else [] for m in calls}
+    spent, rounds = 0.0, 0
+    while rounds < ROUNDS[1] and (rounds < ROUNDS[0] or spent < budget_s * len(calls)):
+      for m in calls:
+        if m not in slow:
+          t = _timed(calls[m])
+          samples[m].append(t)
+          spent += t
+      rounds += 1
+    for m, ts in samples.items():
+      out.append({"case": shape.name, "method": m, "pass": p, "seconds": min(ts),
+                  "median": statistics.median(ts), "repeats": len(ts),
+                  "compile_s": round(compile_s[m], 3)})
+  return out
+
+
+def measure(shapes: Sequence[Shape], methods: Sequence[str], budget_s: float = 0.05,
+            progress=_progress) -> list[dict]:
+  """`measure_shape` for every shape, with a progress bar on stderr."""
+  out = []
+  for i, shape in enumerate(shapes):
+    progress(i, len(shapes), shape.name)
+    out += measure_shape(shape, methods, budget_s)
+  progress(len(shapes), len(shapes), "done")
+  return out
+
+
+def llc_bytes() -> int:
+  """This CPU's last-level cache (bytes) from sysfs, else the default."""
+  base = Path("/sys/devices/system/cpu/cpu0/cache")
+  sizes = []
+  for d in sorted(base.glob("index*")):
+    try:
+      text = (d / "size").read_text().strip()
+    except OSError:
+      continue
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+    sizes.append(int(text.rstrip("KMG")) * mult)
+  return max(sizes) if sizes else _profiles.DEFAULT_CACHE_BYTES
+
+
+# --- fitting -------------------------------------------------------------------
+
+def nnls(a: np.ndarray, b: np.ndarray, iters: int = 200) -> np.ndarray:
+  """Non-negative least squares `argmin_{x >= 0} |a x - b|` (Lawson-Hanson).
+
+  Example:
+    >>> import numpy as np
+    >>> from jaxconv.calibrate import nnls
+    >>> a = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    >>> np.round(nnls(a, np.array([2.0, -1.0, 1.0])), 6).tolist()
+    [1.5, 0.0]
+  """
+  n = a.shape[1]
+  x, passive = np.zeros(n), np.zeros(n, bool)
+  for _ in range(iters):
+    grad = a.T @ (b - a @ x)
+    if passive.all() or grad[~passive].max(initial=-np.inf) <= 1e-12 * max(1.0, abs(grad).max()):
+      break
+    passive[np.argmax(np.where(passive, -np.inf, grad))] = True
+    while True:
+      z = np.zeros(n)
+      z[passive] = np.linalg.lstsq(a[:, passive], b, rcond=None)[0]
+      if (z[passive] > 0).all():
+        x = z
+        break
+      neg = passive & (z <= 0)
+      alpha = np.min(x[neg] / (x[neg] - z[neg]))
+      x = x + alpha * (z - x)
+      passive &= x > 1e-15
+  return x
+
+
+def _features(samples: Sequence[dict], shapes: dict[str, Shape], cache_bytes: int):
+  geoms = {name: s.geometry() for name, s in shapes.items()}
+  return lambda smp: METHODS[smp["method"]].cost(geoms[smp["case"]], smp["pass"],
+                                                 cache_bytes=cache_bytes)
+
+
+def fit(samples: Sequence[dict], shapes: dict[str, Shape], cache_bytes: int
+        ) -> tuple[dict, dict]:
+  """NNLS per method and pass on the relative error.
+
+  Returns:
+    `(coefficients, quality)`: `{method: {pass: {feature: ns}}}` and
+    `{method: {pass: {samples, median_abs_log_error, max_abs_log_error}}}`.
+  """
+  feats = _features(samples, shapes, cache_bytes)
+  coefs: dict = {}
+  quality: dict = {}
+  for m in METHODS:
+    for p in PASSES:
+      rows = [s for s in samples if s["method"] == m and s["pass"] == p and s["case"] in shapes]
+      if not rows:
+        continue
+      f = [feats(s) for s in rows]
+      names = sorted({k for fi in f for k in fi})
+      a = np.array([[fi.get(k, 0.0) for k in names] for fi in f], float)
+      t = np.array([s["seconds"] * 1e9 for s in rows])
+      scale = np.maximum(a.max(axis=0), 1e-30)          # condition the columns
+      c = nnls(a / scale / t[:, None], np.ones(len(rows))) / scale
+      coefs.setdefault(m, {})[p] = {k: float(f"{v:.4g}") for k, v in zip(names, c) if v > 0}
+      err = np.abs(np.log(np.maximum(a @ c, 1e-9) / t))
+      quality.setdefault(m, {})[p] = {
+          "samples": len(rows), "median_abs_log_error": round(float(np.median(err)), 3),
+          "max_abs_log_error": round(float(err.max()), 3),
+          "worst_case": rows[int(err.argmax())]["case"]}
+  return coefs, quality
+
+
+def rank_quality(samples: Sequence[dict], shapes: dict[str, Shape], coefs: dict,
+                 cache_bytes: int, margin: float = _select.LAX_MARGIN) -> dict:
+  """How well `coefs` picks per pass on `shapes`: `{within_1.1x, passes, geomean_slowdown}`.
+
+  The pick is `auto`'s rule: the cheapest estimate among the measured
+  methods, lax unless another is estimated `margin` x lax or less.
+  """
+  feats = _features(samples, shapes, cache_bytes)
+  times: dict = {}
+  for s in samples:
+    if s["case"] in shapes:
+      times.setdefault((s["case"], s["pass"]), {})[s["method"]] = s
+  near, slow = 0, []
+  for (_, p), by_m in times.items():
+    est = {m: _select._seconds(coefs.get(m, {}).get(p, {}), feats(s)) for m, s in by_m.items()
+           if m in coefs}
+    if not est:
+      continue
+    pick = min(est, key=est.get)
+    if "lax" in est and pick != "lax" and est[pick] > margin * est["lax"]:
+      pick = "lax"
+    best = min(s["seconds"] for s in by_m.values())
+    ratio = by_m[pick]["seconds"] / best
+    near += ratio <= 1.1
+    slow.append(math.log(ratio))
+  n = len(slow)
+  return {"passes": n, "within_1.1x": near,
+          "geomean_slowdown": round(math.exp(statistics.mean(slow)), 3) if n else None}
+
+
+def best_fit(samples, shapes, llc: int) -> tuple[int, dict, dict]:
+  """`fit` with the `_big` threshold that fits best: `llc`, 1/2, 1/4 of it
+  (the cache is shared with other processes). Returns `(cache_bytes, coefs, quality)`."""
+  best = None
+  for div in (1, 2, 4):
+    cache = llc // div
+    coefs, quality = fit(samples, shapes, cache)
+    score = sum(q["median_abs_log_error"] for per in quality.values() for q in per.values())
+    if best is None or score < best[0]:
+      best = (score, cache, coefs, quality)
+  return best[1:]
+
+
+# --- writing -------------------------------------------------------------------
+
+def write_profile(path: Path, key: str, entry: dict) -> None:
+  """Add `entry` under `key` to the profile file `path` (temp file + rename),
+  keeping the other devices' profiles."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  try:
+    model = json.loads(path.read_text())
+    if model.get("version") != _profiles.VERSION or not isinstance(model.get("profiles"), dict):
+      raise ValueError
+  except (OSError, ValueError):
+    model = {"version": _profiles.VERSION, "profiles": {}}
+  model["units"] = ("estimate of a pass = sum(coefficient * feature) nanoseconds, features "
+                    "from each method's cost(g, pass_); fitted by python -m jaxconv.calibrate")
+  model["profiles"][key] = entry
+  tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+  tmp.write_text(json.dumps(model, indent=1) + "\n")
+  os.replace(tmp, path)
+
+
+def _describe(q: dict) -> str:
+  return (f"{q['within_1.1x']}/{q['passes']} passes within 1.1x of the fastest, "
+          f"geo-mean slow-down {q['geomean_slowdown']}x")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """The command line; see the module docstring."""
+  argv = list(sys.argv[1:] if argv is None else argv)
+  p = argparse.ArgumentParser(prog="python -m jaxconv.calibrate",
+                              description=__doc__.split("\n")[0])
+  p.add_argument("--full", action="store_true", help="add model-zoo layers at full size")
+  p.add_argument("--cases", nargs="+", metavar="GLOB", help="only these calibration cases")
+  p.add_argument("--budget", type=float, default=0.05,
+                 help="seconds of timed runs per method and pass (default 0.05)")
+  p.add_argument("--out", type=Path, default=None,
+                 help="profile file (default $JAXCONV_CACHE_DIR or ~/.cache/jaxconv)")
+  p.add_argument("--samples", type=Path, help="also write the raw samples here (JSON)")
+  p.add_argument("--from-samples", type=Path, help="fit from saved samples, time nothing")
+  p.add_argument("--list", action="store_true", help="list the calibration cases")
+  args = p.parse_args(argv)
+  shapes = FULL if args.full else QUICK
+  if args.cases:
+    shapes = tuple(s for s in FULL if any(fnmatch.fnmatchcase(s.name, g) for g in args.cases))
+    if not shapes:
+      p.error(f"--cases {args.cases} matches no calibration case (see --list)")
+  if args.list:
+    for s in shapes:
+      print(f"{s.name:22s} x{s.x_shape} w{s.w_shape} {dict(s.kwargs)}"
+            f"{' transposed' if s.transposed else ''}")
+    return 0
+  key = _profiles.device_key()
+  print(f"calibrating {len(shapes)} cases x {len(METHODS)} methods x {len(PASSES)} passes "
+        f"on {key}")
+  t0 = time.perf_counter()
+  if args.from_samples:
+    samples = json.loads(args.from_samples.read_text())
+  else:
+    samples = measure(shapes, list(METHODS), args.budget)
+  if args.samples:
+    args.samples.write_text(json.dumps(samples, indent=1) + "\n")
+  by_name = {s.name: s for s in shapes}
+  held = {n: s for i, (n, s) in enumerate(by_name.items()) if i % HOLD_OUT_EVERY == 1}
+  train = {n: s for n, s in by_name.items() if n not in held}
+  llc = llc_bytes()
+  with warnings.catch_warnings():   # "run the calibration": we are running it
+    warnings.simplefilter("ignore")
+    old = _profiles.profile()
+  before = rank_quality(samples, held, old.coefficients, old.cache_bytes)
+  cache, coefs, _ = best_fit(samples, train, llc)
+  after = rank_quality(samples, held, coefs, cache)
+  print(f"held-out cases ({len(held)}): before ({old.describe()}): {_describe(before)}")
+  print(f"held-out cases ({len(held)}): after (this calibration):  {_describe(after)}")
+  cache, coefs, quality = best_fit(samples, by_name, llc)
+  entry = {
+      "coefficients": coefs, "cache_bytes": cache, "device": key,
+      "jax": jax.__version__,
+      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "command": "python -m jaxconv.calibrate " + shlex.join(argv),
+      "statistic": "min over runs of each jit-compiled pass, warm-up excluded",
+      "held_out": {"cases": sorted(held), "before": before, "after": after},
+      "fit": quality, "samples": len(samples)}
+  out = args.out or _profiles.user_file()
+  write_profile(out, key, entry)
+  _profiles.clear_caches()
+  _select._select.cache_clear()
+  print(f"wrote the profile for {key} to {out} ({time.perf_counter() - t0:.0f} s)")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

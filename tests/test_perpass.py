@@ -1,0 +1,114 @@
+"""`auto`'s per-pass plans: the forward, input-gradient and weight-gradient
+passes of one convolution run different methods (`jaxconv._perpass`), and
+every derivative stays lax's."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxconv
+from jaxconv import _perpass, _select
+from jaxconv._geometry import geometry_of
+from jaxconv._methods import METHODS
+from jaxconv.testing import check_against_lax
+
+from configs import needs_x64
+
+
+@pytest.fixture
+def plan(monkeypatch):
+  """`plan(fwd, dx, dw)` makes `method="auto"` run these methods."""
+  def use(*methods):
+    fixed = _select.Plan(*methods, ("test plan",) * 3)
+    monkeypatch.setattr(_select, "select", lambda g, backend=None, budget=None, **kw: fixed)
+  return use
+
+
+# (plan, x_shape, w_shape, kwargs): every kind of geometry the passes must
+# agree on, each pass with a different method.
+CASES = [
+    (("direct", "fft", "im2col"), (2, 4, 9, 9), (6, 4, 3, 3), dict(padding=1), False),
+    (("fft", "direct", "toeplitz"), (2, 6, 11, 10), (6, 1, 3, 3),
+     dict(stride=2, padding="SAME", groups=6), False),
+    (("im2col", "lax", "fft"), (2, 4, 7), (4, 3, 3), dict(stride=2, padding=1,
+                                                          output_padding=1), True),
+    (("toeplitz", "im2col", "direct"), (1, 3, 17), (4, 3, 3),
+     dict(dilation=2, padding=2, padding_mode="reflect"), False),
+    (("fft (periodic)", "direct", "fft (periodic)"), (1, 4, 12, 12), (4, 1, 5, 5),
+     dict(padding=2, groups=4, padding_mode="circular"), False),
+    (("lax", "fft (periodic)", "im2col"), (2, 2, 16), (3, 2, 5),
+     dict(padding=2, padding_mode="circular", flip=True), False),
+]
+
+
+@needs_x64
+@pytest.mark.parametrize("methods,x_shape,w_shape,kwargs,transpose", CASES,
+                         ids=["dense", "dw-strided", "transposed", "reflect-dilated",
+                              "circular-periodic", "circular-mixed"])
+def test_values_and_every_derivative_match_lax(plan, methods, x_shape, w_shape, kwargs,
+                                               transpose):
+  plan(*methods)
+  check_against_lax("auto", x_shape, w_shape, jnp.float64, transpose=transpose,
+                    bias=True, **kwargs)
+
+
+@needs_x64
+def test_per_example_gradients_and_hessian(plan):
+  plan("direct", "fft", "im2col")
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((3, 2, 10)))
+  w = jnp.asarray(rng.standard_normal((4, 2, 3)))
+
+  def loss(method):
+    return lambda w, x: jnp.sum(jaxconv.conv(x[None], w, padding=1, method=method) ** 2)
+  per_example = jax.vmap(jax.grad(loss("auto")), (None, 0))(w, x)
+  np.testing.assert_allclose(per_example, jax.vmap(jax.grad(loss("lax")), (None, 0))(w, x),
+                             rtol=1e-10, atol=1e-10)
+  hess = jax.hessian(loss("auto"))(w, x[0])
+  np.testing.assert_allclose(hess, jax.hessian(loss("lax"))(w, x[0]), rtol=1e-10, atol=1e-10)
+  jac = jax.jacfwd(lambda x: jaxconv.conv(x, w, method="auto"))(x)
+  np.testing.assert_allclose(jac, jax.jacfwd(lambda x: jaxconv.conv(x, w, method="lax"))(x),
+                             rtol=1e-10, atol=1e-10)
+
+
+def _hlo(f, *args) -> str:
+  return jax.jit(f).lower(*args).as_text()
+
+
+def test_a_gradient_in_one_argument_runs_only_its_pass(plan):
+  """Symbolic zero tangents: the gradient in `w` alone never runs the dx
+  method (here the FFT), the gradient in `x` alone never runs the dw one."""
+  x, w = jnp.ones((2, 3, 16)), jnp.ones((4, 3, 3))
+  f = lambda x, w: jaxconv.conv(x, w, padding=1).sum()  # noqa: E731
+  plan("lax", "fft", "lax")
+  assert "fft" not in _hlo(jax.grad(f, 1), x, w)
+  assert "fft" in _hlo(jax.grad(f, 0), x, w)
+  plan("lax", "lax", "fft")
+  assert "fft" not in _hlo(jax.grad(f, 0), x, w)
+  assert "fft" in _hlo(jax.grad(f, 1), x, w)
+  # Inference runs the forward method only.
+  plan("fft", "lax", "lax")
+  fwd = _hlo(lambda x, w: jaxconv.conv(x, w, padding=1), x, w)
+  assert "fft" in fwd and "convolution" not in fwd
+
+
+def test_one_method_for_all_passes_is_the_method_itself():
+  """A plan of one method runs that method's own `conv` (no custom_jvp), so
+  its programs are those of `method=<name>`."""
+  x, w = jnp.ones((1, 2, 12)), jnp.ones((2, 2, 3))
+  f = lambda m: lambda x, w: jaxconv.conv(x, w, method=m)  # noqa: E731
+  g = geometry_of(x.shape, w.shape)
+  single = _select.select(g).single
+  if single is not None and single in METHODS:
+    assert _hlo(f("auto"), x, w) == _hlo(f(single), x, w)
+  assert "custom_jvp" not in str(jax.make_jaxpr(f("im2col"))(x, w))
+
+
+def test_per_pass_cache_returns_one_function_per_plan():
+  assert _perpass.per_pass("direct", "fft", "im2col") is _perpass.per_pass(
+      "direct", "fft", "im2col")
+  assert _perpass.per_pass("direct", "fft", "im2col") is not _perpass.per_pass(
+      "direct", "fft", "im2col", padded=False)

@@ -1,0 +1,186 @@
+"""Cost-model profiles keyed by device: lookup order, the fallback to the
+nearest shipped profile, and `python -m jaxconv.calibrate`."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from jaxconv import _profiles, _select, calibrate
+from jaxconv._methods.common import PASSES
+
+SHIPPED = os.environ["JAXCONV_DEVICE_KEY"]   # tests/conftest.py pins the shipped CPU profile
+
+
+@pytest.fixture(autouse=True)
+def fresh(tmp_path, monkeypatch):
+  """A private user cache dir; profiles and picks re-read in every test."""
+  monkeypatch.setenv(_profiles.CACHE_ENV, str(tmp_path / "cache"))
+  _profiles.clear_caches()
+  _select._select.cache_clear()
+  yield
+  monkeypatch.undo()
+  _profiles.clear_caches()
+  _select._select.cache_clear()
+
+
+def test_the_test_suite_ranks_with_the_shipped_profile_as_exact():
+  prof = _profiles.profile("cpu")
+  assert prof.key == SHIPPED and prof.source == "shipped" and prof.exact
+  assert set(prof.coefficients["lax"]) == set(PASSES)
+
+
+def test_device_key_names_the_cpu(monkeypatch):
+  monkeypatch.delenv(_profiles.KEY_ENV)
+  _profiles.clear_caches()
+  key = _profiles.device_key("cpu")
+  plat, model, flags, cores = _profiles._parts(key)
+  assert plat == "cpu" and model and cores == os.cpu_count()
+  assert all(f in _profiles._ISA_FLAGS for f in flags.split("+") if f != "-")
+  # An override of another platform does not apply to the CPU.
+  monkeypatch.setenv(_profiles.KEY_ENV, "gpu:NVIDIA H100")
+  _profiles.clear_caches()
+  assert _profiles.device_key("cpu") == key
+
+
+def test_another_cpu_falls_back_to_the_nearest_with_one_warning(monkeypatch):
+  monkeypatch.setenv(_profiles.KEY_ENV, "cpu:Some Future CPU|avx2+fma|64 cores")
+  _profiles.clear_caches()
+  with pytest.warns(UserWarning, match=r"no cost-model profile for this device \(cpu:Some "
+                                       r"Future CPU.*Run `python -m jaxconv.calibrate`") as rec:
+    prof = _profiles.profile("cpu")
+    _profiles.profile("cpu")
+  assert len(rec) == 1
+  assert prof.source == "nearest" and not prof.exact and prof.key == SHIPPED
+  # ... and auto then needs a 1 / FALLBACK_MARGIN predicted gain to leave lax.
+  plan = _select.select_method((2, 8, 16, 16), (8, 8, 3, 3), padding=1)
+  assert "nearest shipped profile" in plan.reasons[0]
+
+
+def test_unknown_platform_uses_the_generic_profile():
+  with pytest.warns(UserWarning, match="no cost-model profile for tpu:unavailable"):
+    prof = _profiles.profile("tpu")
+  assert prof.source == "generic" and prof.coefficients is _profiles.GENERIC
+
+
+def test_nearest_prefers_vendor_then_isa_then_cores():
+  keys = ["cpu:Intel Xeon|avx2+fma|2 cores", "cpu:AMD EPYC 7B13|avx2+fma|2 cores",
+          "cpu:AMD EPYC 9B14|avx2+fma+avx512f|8 cores", "gpu:NVIDIA A100"]
+  assert _profiles.nearest("cpu:AMD EPYC 9654|avx2+fma+avx512f|4 cores", keys) == keys[2]
+  assert _profiles.nearest("cpu:AMD EPYC 9654|avx2+fma|16 cores", keys) == keys[1]
+  assert _profiles.nearest("cpu:Intel Core i9|avx2+fma+avx512f|8 cores", keys) == keys[0]
+  assert _profiles.nearest("gpu:NVIDIA H100", keys) == keys[3]
+  assert _profiles.nearest("tpu:v5e", keys) is None
+
+
+def _user_profile(coefs_scale=1.0):
+  shipped = _profiles.shipped()[SHIPPED]
+  coefs = {m: {p: {f: c * coefs_scale for f, c in fc.items()} for p, fc in per.items()}
+           for m, per in shipped["coefficients"].items()}
+  return {"coefficients": coefs, "cache_bytes": shipped.get("cache_bytes", 1 << 25)}
+
+
+def test_a_user_profile_for_this_device_comes_first():
+  calibrate.write_profile(_profiles.user_file(), SHIPPED, _user_profile(2.0))
+  calibrate.write_profile(_profiles.user_file(), "cpu:other|-|1 cores", _user_profile())
+  _profiles.clear_caches()
+  prof = _profiles.profile("cpu")
+  assert prof.source == "user" and prof.exact
+  assert set(json.loads(_profiles.user_file().read_text())["profiles"]) == {
+      SHIPPED, "cpu:other|-|1 cores"}
+  plan = _select.select_method((2, 8, 16, 16), (8, 8, 3, 3), padding=1)
+  assert "your calibrated profile" in plan.reasons[0]
+
+
+@pytest.mark.parametrize("text", ["{not json", json.dumps({"version": 1, "backends": {}}),
+                                  json.dumps([1, 2])])
+def test_a_corrupt_user_file_warns_and_is_ignored(text):
+  path = _profiles.user_file()
+  path.parent.mkdir(parents=True)
+  path.write_text(text)
+  with pytest.warns(UserWarning, match=r"ignoring the calibrated profiles in .*re-run "
+                                       r"`python -m jaxconv.calibrate`"):
+    prof = _profiles.profile("cpu")
+  assert prof.source == "shipped"
+
+
+def test_the_user_file_follows_the_environment(tmp_path, monkeypatch):
+  assert _profiles.user_file() == tmp_path / "cache" / "cost_model.json"
+  monkeypatch.delenv(_profiles.CACHE_ENV)
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+  assert _profiles.user_file() == tmp_path / "xdg" / "jaxconv" / "cost_model.json"
+
+
+# --- python -m jaxconv.calibrate -----------------------------------------------
+
+def test_nnls_matches_scipy():
+  from scipy.optimize import nnls as scipy_nnls
+  rng = np.random.default_rng(0)
+  for _ in range(5):
+    a, b = rng.standard_normal((30, 6)), rng.standard_normal(30)
+    np.testing.assert_allclose(calibrate.nnls(a, b), scipy_nnls(a, b)[0], atol=1e-8)
+
+
+def _synthetic_samples(shapes, coefs, cache):
+  """Exact times from known coefficients: what a perfect machine would measure."""
+  out = []
+  for s in shapes:
+    g = s.geometry()
+    for m, per in coefs.items():
+      for p in PASSES:
+        f = calibrate.METHODS[m].cost(g, p, cache_bytes=cache)
+        t = 1e-9 * sum(c * f.get(k, 0.0) for k, c in per[p].items())
+        out.append({"case": s.name, "method": m, "pass": p, "seconds": t})
+  return out
+
+
+def test_fit_recovers_the_times_of_a_linear_machine():
+  shapes = {s.name: s for s in calibrate.QUICK}
+  cache = 1 << 25
+  coefs = {"lax": {p: {"call": 5e4, "elems": 2.0 + i, "tap_outs_dense": 1.0}
+                   for i, p in enumerate(PASSES)},
+           "direct": {p: {"call": 2e4, "macs_gemm": 0.02, "macs_dw": 0.5 + i, "tap_elems": 0.1}
+                      for i, p in enumerate(PASSES)}}
+  samples = _synthetic_samples(shapes.values(), coefs, cache)
+  fitted, quality = calibrate.fit(samples, shapes, cache)
+  for m in coefs:
+    for p in PASSES:
+      assert quality[m][p]["median_abs_log_error"] < 1e-3, (m, p, quality[m][p])
+      assert all(c > 0 for c in fitted[m][p].values())
+  q = calibrate.rank_quality(samples, shapes, fitted, cache, margin=1.0)   # no lax bias
+  assert q["within_1.1x"] == q["passes"] and q["geomean_slowdown"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_main_fits_saved_samples_and_writes_the_user_profile(tmp_path, capsys):
+  shapes = calibrate.QUICK
+  cache = calibrate.llc_bytes()
+  coefs = {m: _profiles.shipped()[SHIPPED]["coefficients"][m] for m in ("lax", "direct", "fft")}
+  saved = tmp_path / "samples.json"
+  saved.write_text(json.dumps(_synthetic_samples(shapes, coefs, cache)))
+  assert calibrate.main(["--from-samples", str(saved)]) == 0
+  out = capsys.readouterr().out
+  assert "held-out cases" in out and "before (shipped profile" in out
+  assert f"wrote the profile for {SHIPPED}" in out
+  entry = json.loads(_profiles.user_file().read_text())["profiles"][SHIPPED]
+  assert set(entry["coefficients"]) == {"lax", "direct", "fft"}
+  assert entry["held_out"]["after"]["passes"] > 0
+  assert _profiles.profile("cpu").source == "user"
+
+
+def test_measure_times_every_pass_of_every_method():
+  shape = next(s for s in calibrate.QUICK if s.name == "tiny-3x3")
+  samples = calibrate.measure_shape(shape, ["lax", "direct"], budget_s=0.0)
+  assert {(s["method"], s["pass"]) for s in samples} == {
+      (m, p) for m in ("lax", "direct") for p in PASSES}
+  assert all(s["seconds"] > 0 and s["repeats"] >= calibrate.ROUNDS[0] for s in samples)
+
+
+def test_list_and_bad_cases(capsys):
+  assert calibrate.main(["--list"]) == 0
+  assert "resnet-3x3" in capsys.readouterr().out
+  with pytest.raises(SystemExit):
+    calibrate.main(["--cases", "nope-*"])
+  assert "matches no calibration case" in capsys.readouterr().err
