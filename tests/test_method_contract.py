@@ -59,7 +59,8 @@ def test_hooks_are_declared_by_defining_all_their_functions():
 
 def test_caps_live_with_the_methods_and_depend_on_the_purpose():
   g = geometry_of((1, 1, 4096), (1, 1, 300))          # 300 taps
-  assert UNROLLED_TAP_CAPS["calibrate"] < UNROLLED_TAP_CAPS["auto"] < 300
+  # Calibration times every size auto may pick, so the model never extrapolates.
+  assert UNROLLED_TAP_CAPS["calibrate"] == UNROLLED_TAP_CAPS["auto"] < 300
   assert 300 <= UNROLLED_TAP_CAPS["call"]
   assert {"direct", "im2col"} <= set(supporting(g, "call"))
   assert not {"direct", "im2col"} & set(supporting(g, "auto"))

@@ -112,3 +112,18 @@ def test_per_pass_cache_returns_one_function_per_plan():
       "direct", "fft", "im2col")
   assert _perpass.per_pass("direct", "fft", "im2col") is not _perpass.per_pass(
       "direct", "fft", "im2col", padded=False)
+
+
+def test_depthwise_forward_and_weight_gradient_use_different_methods():
+  """The shipped CPU profile (pinned by tests/conftest.py) runs a ConvNeXt
+  depthwise 7x7 forward by direct summation and its weight gradient by FFT,
+  as measured (`bench/results/calibration_samples.json`, 'zoo-convnext-dw7x7':
+  direct 12 ms vs fft 80 ms forward, fft 25 ms vs direct 512 ms weight gradient)."""
+  x_shape, w_shape, kw = (8, 96, 56, 56), (96, 1, 7, 7), dict(padding=3, groups=96)
+  plan = jaxconv.select_method(x_shape, w_shape, **kw, backend="cpu")
+  assert (plan.fwd, plan.dw) == ("direct", "fft"), plan.reason
+  x = jax.ShapeDtypeStruct(x_shape, jnp.float32)
+  w = jax.ShapeDtypeStruct(w_shape, jnp.float32)
+  conv = lambda x, w: jaxconv.conv(x, w, **kw)  # noqa: E731
+  assert "fft" not in _hlo(conv, x, w)                                   # forward: direct
+  assert "fft" in _hlo(jax.grad(lambda x, w: conv(x, w).sum(), 1), x, w)  # dW: the FFT

@@ -119,11 +119,12 @@ def check_pass(pass_: str, method: str) -> None:
 
 # One slice and one multiply-add per tap are unrolled into the program, at
 # ~10 ms of CPU compile time a tap: the cap depends on who pays for that.
-UNROLLED_TAP_CAPS = {"call": 1024, "auto": 256, "calibrate": 64}
+UNROLLED_TAP_CAPS = {"call": 1024, "auto": 256, "calibrate": 256}
 """Kernel taps 'direct' and 'im2col' accept, by purpose: 1024 when asked for
 by name (compile time outweighs any gain past that), 256 for `auto` and
-`autotune` (users did not choose that compile time), 64 when timed for
-calibration (keeps `jaxconv.calibrate` within minutes)."""
+`autotune` (users did not choose that compile time), and as many when timed
+for calibration: the cost model must have seen every size `auto` ranks (with
+a cap of 64 it extrapolated a 15x15 'direct' at half its time)."""
 
 
 def unrolled_taps_reason(g: Geometry, purpose: str) -> str | None:
