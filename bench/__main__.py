@@ -6,6 +6,11 @@ Usage:
                   [--repeats N] [--max-temp-gb GB] [--no-peers] [--list]
                   [--networks GLOB ... | --no-networks] [--image-size N]
 
+Every method is also timed per pass (forward, input gradient, weight
+gradient, each its own program; `bench/perpass.py`): a second table shows
+these times, auto's pick per pass, and auto against the fastest single
+method, the best per-pass combination and lax, with a summary line.
+
 Besides the single convolutions, one optax training step of each small
 network in `bench/networks.py` is timed with lax and auto (`--full` adds
 autotune; `--methods` selects among these), in unfiltered runs for every
@@ -143,6 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   meta = report.metadata(argv, args.suite, gemm_peak=peak, notes=notes, policy=policy)
   if rows:
     con.print(report.rich_table(rows))
+    con.print(report.rich_pass_table(rows))
+    for line in [*report.auto_summary(rows), *report.pass_summary(rows)]:
+      con.print(line, markup=False, highlight=False)
   if net_rows:
     con.print(report.rich_network_table(net_rows))
   for line in [*notes, *report.problems(rows + net_rows)]:

@@ -145,16 +145,35 @@ def method_geometry(case: Case):
   return after_padding_mode(user_geometry(case))
 
 
+def auto_plan(case: Case):
+  """The `jaxconv._select.Plan` `method="auto"` runs for `case`."""
+  from jaxconv import _select
+  return _select.select(user_geometry(case))
+
+
 def auto_choice(case: Case) -> tuple[str, str]:
   """`(methods, reason)`: what `method="auto"` runs for `case`; `methods` is
   one name when every pass uses it, else 'fwd / dx / dw' names."""
-  from jaxconv import _select
-  return plan_label(_select.select(user_geometry(case)))
+  return plan_label(auto_plan(case))
 
 
 def plan_label(plan) -> tuple[str, str]:
   """`(label, reason)` of a `jaxconv._select.Plan` for the tables."""
-  return plan.single or " / ".join(plan.methods), plan.reason
+  return methods_label(plan.methods), plan.reason
+
+
+def methods_label(methods) -> str:
+  """`(fwd, dx, dw)` method names as one name when they agree, else
+  'fwd / dx / dw'."""
+  return methods[0] if len(set(methods)) == 1 else " / ".join(methods)
+
+
+def pass_fn(f: Fn, pass_: str) -> Callable[[jax.Array, jax.Array, jax.Array], jax.Array]:
+  """`(x, w, ct) -> result` of one pass of `f`: 'fwd' is `f(x, w)`, 'dx' the
+  vjp of `ct` in `x` and 'dw' that in `w`, as `jax.grad` runs each gradient
+  (`jaxconv._autotune.pass_program`, the programs autotune times)."""
+  from jaxconv._autotune import pass_program
+  return pass_program(lambda x, w, _: f(x, w), None, pass_)
 
 
 def _spec(shape) -> jax.ShapeDtypeStruct:

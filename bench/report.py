@@ -1,6 +1,6 @@
-"""Reporting: the rich terminal table, the JSON file, the markdown tables and
+"""Reporting: the rich terminal tables, the JSON file, the markdown tables and
 their insertion into README.md between `<!-- bench:start -->` and
-`<!-- bench:end -->`."""
+`<!-- bench:end -->`. The per-pass numbers come from `bench/perpass.py`."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from typing import Any
 import jax
 import jaxlib
 
+from . import perpass
+from .problem import methods_label
 from .runner import ERROR, FAIL, NA, OK, PEER_PREFIX, SKIPPED, Row
 
 README_START = "<!-- bench:start -->"
@@ -80,6 +82,7 @@ def metadata(argv: Sequence[str], suite: str, *, gemm_peak: float | None,
       "xla_flags": os.environ.get("XLA_FLAGS", ""),
       "gemm_peak_gflops": gemm_peak,
       "policy": None if policy is None else vars(policy),
+      "per_pass_policy": None if policy is None else vars(policy.per_pass()),
       "notes": list(notes),
   }
 
@@ -98,10 +101,14 @@ def _device_name(dev) -> str:
 
 def write_json(path: Path, meta: dict[str, Any], rows: Sequence[Row],
                network_rows: Sequence[Row] = ()) -> Path:
-  """Write `{"meta": ..., "rows": [...], "networks": [...]}` to `path`
-  (parents created)."""
+  """Write `{"meta", "rows", "per_pass", "per_pass_summary", "networks"}` to
+  `path` (parents created); `per_pass` holds a `perpass.CaseView` per case,
+  `per_pass_summary` the counts of `perpass.summary`."""
   path.parent.mkdir(parents=True, exist_ok=True)
+  vs = perpass.views(rows)
   payload = {"meta": meta, "rows": [r.to_json() for r in rows],
+             "per_pass": [v.to_json() for v in vs],
+             "per_pass_summary": perpass.summary(vs),
              "networks": [r.to_json() for r in network_rows]}
   path.write_text(json.dumps(payload, indent=1, default=str) + "\n")
   return path
@@ -134,12 +141,92 @@ def rich_table(rows: Sequence[Row]):
         r.case, r.method + (f" ({r.choice})" if r.choice else ""), f"[{style}]{r.status}[/]",
         _spread(r, "fwd"), fmt_ratio(r.ratio.get("fwd")),
         _spread(r, "fwdbwd"), fmt_ratio(r.ratio.get("fwdbwd")),
-        "/".join(f"{r.compile_s[s]:.2f}" for s in r.compile_s) or "-",
-        "/".join(fmt_bytes(r.temp_bytes[s]) for s in r.temp_bytes) or "-",
+        "/".join(f"{r.compile_s[s]:.2f}" for s in STAGE_TITLES if s in r.compile_s) or "-",
+        "/".join(fmt_bytes(r.temp_bytes[s]) for s in STAGE_TITLES if s in r.temp_bytes)
+        or "-",
         f"{r.gflops['fwd']:.1f}" if "fwd" in r.gflops else "-",
         f"{100 * r.peak_frac['fwd']:.0f}%" if "fwd" in r.peak_frac else "-",
         f"{max(r.error.values()):.1e}" if r.error else "-")
   return t
+
+
+def rich_pass_table(rows: Sequence[Row]):
+  """A `rich.table.Table` of the per-pass times: per case, one line per pass
+  and one for the fused forward+backward, a column per method (see
+  `pass_lines`)."""
+  from rich.table import Table
+  methods = _methods(rows)
+  t = Table(title="per pass (each pass its own jitted program; xlax in brackets; "
+            "bold = fastest single method; auto vs fastest = fastest time / auto time)")
+  for col, just in [("case", "left"), ("pass", "left"), *((m, "right") for m in methods),
+                    ("auto picks", "left"), ("auto vs fastest", "right")]:
+    t.add_column(col, justify=just)
+  for line in pass_lines(rows):
+    if line[0] and t.row_count:
+      t.add_section()
+    t.add_row(*map(_rich_cell, line))
+  return t
+
+
+def _rich_cell(text: str) -> str:
+  """A markdown cell in rich markup: no backticks, `**x**` bold (red for a
+  failure)."""
+  text = text.replace("`", "")
+  if text in (f"**{FAIL}**", f"**{ERROR}**"):
+    return f"[bold red]{text[2:-2]}[/]"
+  if text.startswith("**") and text.endswith("**"):
+    return f"[bold]{text[2:-2]}[/]"
+  return text
+
+
+def pass_lines(rows: Sequence[Row]) -> list[list[str]]:
+  """The per-pass table as cells (markdown emphasis), shared by the terminal
+  and the markdown: per case a line per pass (fwd, dX, dW) then fwd+bwd, each
+  `[case, pass, *method cells, auto picks, auto vs fastest]`.
+
+  A method cell is its median with the speed-up over lax; `auto picks` is
+  auto's method for the pass, and on the fwd+bwd line the best per-pass
+  combination and its summed time; `auto vs fastest` is the fastest single
+  method's time over auto's, on the fwd+bwd line against the fastest single
+  method's fused program and against the best per-pass combination.
+  """
+  methods = _methods(rows)
+  by = {(r.case, r.method): r for r in rows}
+  out = []
+  for v in perpass.views(rows):
+    for i, stage in enumerate((*perpass.PASSES, "fwdbwd")):
+      best = v.fastest.get(stage, [None])[0]
+      cells = [_cell(by.get((v.case, m)), stage, m == best) for m in methods]
+      if stage == "fwdbwd":
+        pick = (f"best per pass: {methods_label(v.combo)} (Σ {fmt_time(v.combo_s)})"
+                if v.combo else "-")
+        vs = (f"{fmt_ratio(v.ratio.get('fwdbwd/single'))} single, "
+              f"{fmt_ratio(v.ratio.get('fwdbwd/combo'))} per pass")
+      else:
+        pick = f"`{v.plan[i]}`" if v.plan else "-"
+        vs = fmt_ratio(v.ratio.get(f"{stage}/fastest"))
+      out.append([f"`{v.case}`" if i == 0 else "", perpass.PASS_NAMES[stage], *cells,
+                  pick, vs])
+  return out
+
+
+def pass_summary(rows: Sequence[Row]) -> list[str]:
+  """The per-pass summary line (`perpass.summary`), for the terminal and the
+  markdown; empty when auto was not timed."""
+  s = perpass.summary(perpass.views(rows))
+  if not (s["fwd_near_fastest"][1] or s["fwdbwd_lax_cases"]):
+    return []
+
+  def frac(key: str) -> str:
+    return f"{s[key][0]}/{s[key][1]}"
+
+  gmean = s["fwdbwd_lax_gmean"]
+  return [(f"- Per pass: `auto`'s forward is within {perpass.NEAR}x of the fastest "
+           f"forward on {frac('fwd_near_fastest')} cases and at least "
+           f"{perpass.LAX_FLOOR}x lax on {frac('fwd_vs_lax')}; its forward+backward is "
+           f"within {perpass.NEAR}x of the best per-pass combination (min fwd + min dX "
+           f"+ min dW) on {frac('fwdbwd_near_combo')}, and "
+           f"{fmt_ratio(gmean)} lax (geometric mean over {s['fwdbwd_lax_cases']} cases).")]
 
 
 def rich_network_table(rows: Sequence[Row]):
@@ -227,12 +314,14 @@ def markdown(meta: dict[str, Any], rows: Sequence[Row],
     ratios = [fmt_ratio(auto.ratio.get(s)) if auto is not None else "-" for s in STAGE_TITLES]
     lines.append(f"| `{c}` | {best[0]} | {best[1]} | {pick} | {ratios[0]} | {ratios[1]} |")
   lines += ["", *auto_summary(rows), ""]
+  lines += _pass_markdown(rows)
   lines += ["**XLA temp memory** (forward / forward+backward, "
             "`compiled.memory_analysis().temp_size_in_bytes`)", "",
             "| case | shapes | " + " | ".join(f"`{m}`" for m in methods) + " |",
             "|---|---|" + "---:|" * len(methods)]
   for c in cases:
-    cells = [" / ".join(fmt_bytes(b) for b in by[(c, m)].temp_bytes.values()) or "-"
+    cells = [" / ".join(fmt_bytes(by[(c, m)].temp_bytes[s]) for s in STAGE_TITLES
+                        if s in by[(c, m)].temp_bytes) or "-"
              if (c, m) in by else "" for m in methods]
     lines.append(f"| `{c}` | {first[c].shapes} | " + " | ".join(cells) + " |")
   lines.append("")
@@ -248,6 +337,25 @@ def markdown(meta: dict[str, Any], rows: Sequence[Row],
   if notes:
     lines += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
   return "\n".join(lines)
+
+
+def _pass_markdown(rows: Sequence[Row]) -> list[str]:
+  methods = _methods(rows)
+  if not any(s in r.time for r in rows for s in perpass.PASSES[1:]):
+    return []
+  return [("**Per pass** (each method's forward, input gradient dX and weight gradient "
+           "dW, each timed alone as its own jitted program, after checking it against "
+           "lax's; fwd+bwd is the fused program of the table above; **bold** = fastest "
+           "single method, `auto` and `autotune` not counted. `auto picks`: its method "
+           "for the pass; on the fwd+bwd line the best per-pass combination (min fwd + "
+           "min dX + min dW) and its summed time. `auto vs fastest`: the fastest time "
+           "over auto's (>1 = auto faster); on the fwd+bwd line, against the fastest "
+           "single method's fused program and against that combination)"), "",
+          "| case | pass | " + " | ".join(f"`{m}`" for m in methods)
+          + " | `auto` picks | auto vs fastest |",
+          "|---|---|" + "---:|" * len(methods) + "---|---:|",
+          *("| " + " | ".join(line) + " |" for line in pass_lines(rows)),
+          "", *pass_summary(rows), ""]
 
 
 def auto_summary(rows: Sequence[Row]) -> list[str]:
@@ -299,6 +407,11 @@ def _network_markdown(rows: Sequence[Row]) -> list[str]:
 
 def _unique(items) -> list:
   return list(dict.fromkeys(items))
+
+
+def _methods(rows: Sequence[Row]) -> list[str]:
+  """The jaxconv methods of `rows` (no peers), in order."""
+  return _unique(r.method for r in rows if not r.is_peer)
 
 
 def _best(by: dict, case: str, methods: Sequence[str], stage: str) -> str | None:

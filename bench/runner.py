@@ -5,6 +5,11 @@ candidate is compiled (compile time, XLA temp memory), run once (the warm-up,
 whose result is checked: forward values, then gradients in `x` and `w` under a
 fixed random cotangent) and only if all of that is correct, timed. Ratios are
 `lax_time / candidate_time` from the same run (> 1 means faster than lax).
+
+Each method (not the peers) is also timed per pass: its input gradient and
+its weight gradient alone (`PASS_STAGES`; the forward pass is the 'fwd'
+stage), checked against the same reference gradients, only once its
+forward+backward passed, and with fewer repeats (`Policy.per_pass`).
 """
 
 from __future__ import annotations
@@ -24,14 +29,17 @@ from .timing import Compiled, Policy, Stats, compile_jax, measure_round_robin, r
 OK, NA, FAIL, SKIPPED, ERROR = "ok", "n/a", "FAIL", "skipped", "error"
 PEER_PREFIX = "peer:"
 STAGES = ("fwd", "fwdbwd")  # forward; forward + backward in x and w
+PASS_STAGES = ("dx", "dw")   # the vjp in x, and in w, of the cotangent alone
 
 
 @dataclasses.dataclass
 class Row:
   """One case x method (or peer): status, errors, timings and derived numbers.
 
-  Per-stage fields are dicts keyed by `'fwd'` and `'fwdbwd'`; a stage that
-  did not run is absent. `ratio` is lax time / this time (same run).
+  Per-stage fields are dicts keyed by `'fwd'`, `'fwdbwd'` and the per-pass
+  `'dx'` and `'dw'`; a stage that did not run is absent. `ratio` is lax time
+  / this time (same run). `plan` is the method per pass `(fwd, dx, dw)` of
+  'auto' and 'autotune'.
   """
 
   case: str
@@ -42,7 +50,8 @@ class Row:
   kernel_taps: int = 0
   status: str = OK
   reason: str = ""
-  choice: str | None = None  # for 'auto': the method it picked, and why (note)
+  choice: str | None = None  # auto/autotune: what it ran ('fwd / dx / dw' if mixed)
+  plan: tuple[str, str, str] | None = None
   note: str = ""
   flops: dict[str, int] = dataclasses.field(default_factory=dict)
   error: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -128,9 +137,10 @@ def run_case(case: Case, methods: Sequence[str], policy: Policy, *,
   """
   x, w, ct = problem.inputs(case)
   ref = problem.reference_fn(case)
-  refs = {"fwd": jax.jit(ref)(x, w), "fwdbwd": jax.jit(problem.with_grad(ref))(x, w, ct)}
+  grads = jax.jit(problem.with_grad(ref))(x, w, ct)
+  refs = {"fwd": jax.jit(ref)(x, w), "fwdbwd": grads, "dx": grads[0], "dw": grads[1]}
   g = problem.geometry(case)
-  flops = {"fwd": g.flops, "fwdbwd": 3 * g.flops}
+  flops = {"fwd": g.flops, "fwdbwd": 3 * g.flops, "dx": g.flops, "dw": g.flops}
   method_names, peer_names = candidates(case, methods, use_peers)
   rows, pending, shared, timed_as = [], [], [], []
   for name in [*method_names, *(PEER_PREFIX + p for p in peer_names)]:
@@ -139,20 +149,22 @@ def run_case(case: Case, methods: Sequence[str], policy: Policy, *,
     row = Row(case.name, case.source, case.describe(), name, case.series,
               case.kernel_taps, flops=dict(flops))
     if name == "auto":
-      row.choice, row.note = _auto_choice(case)
-    skip = case.skip.get(name) or case.skip.get(row.choice or "")
+      row.plan, row.choice, row.note = _auto_choice(case)
+    picked = next((m for m in map(_method_of, row.plan or ()) if m in case.skip), None)
+    skip = case.skip.get(name) or case.skip.get(picked or "")
     same = next((r for r in rows if r.method == _method_of(row.choice)), None)
     if same is not None and not skip and _same_program(case, name, same.method, x, w):
       shared.append((row, same))   # its results are copied once `same` is timed
     elif skip:
       row.status = SKIPPED
-      row.reason = skip if name in case.skip else f"auto picks {row.choice!r}: {skip}"
+      row.reason = skip if name in case.skip else f"auto picks {picked!r}: {skip}"
     else:
       row.tol = check.tolerance(name, g)
       with reported(row):
         todo = _execute(row, _stages(case, name, (x, w, ct), refs), max_temp_bytes)
         if name == "autotune":
-          row.choice = _autotuned(case)
+          row.plan = _autotuned(case)
+          row.choice = row.plan and problem.methods_label(row.plan)
           twin = next((r for r in rows if r.method == row.choice and r.status == OK), None)
           if todo and twin is not None and _same_program(case, name, twin.method, x, w):
             # Timing the same program twice only measures cache and order
@@ -193,10 +205,12 @@ def _method_of(choice: str | None) -> str | None:
   return choice
 
 
-def _autotuned(case: Case) -> str | None:
-  """The method autotune settled on for `case` (looked up, never re-tuned)."""
+def _autotuned(case: Case) -> tuple[str, str, str] | None:
+  """The methods per pass autotune settled on for `case` (looked up, never
+  re-tuned)."""
   from jaxconv import _autotune
-  return _autotune._memory.get(_autotune.cache_key(problem.method_geometry(case)))
+  plan = _autotune._memory.get(_autotune.cache_key(problem.method_geometry(case)))
+  return None if plan is None else tuple(plan)
 
 
 def _same_program(case: Case, a: str, b: str, x, w) -> bool:
@@ -215,11 +229,13 @@ def _share(row: Row, same: Row) -> None:
   row.note += f"; same XLA program as {same.method!r}: its results are shared"
 
 
-def _auto_choice(case: Case) -> tuple[str | None, str]:
+def _auto_choice(case: Case) -> tuple[tuple[str, str, str] | None, str | None, str]:
+  """auto's `(plan, label, reason)` for `case` (see `problem.auto_plan`)."""
   try:
-    return problem.auto_choice(case)
+    plan = problem.auto_plan(case)
   except Exception as e:  # noqa: BLE001 -- informational only
-    return None, f"auto's choice unknown ({type(e).__name__}: {e})"
+    return None, None, f"auto's choice unknown ({type(e).__name__}: {e})"
+  return tuple(plan.methods), *problem.plan_label(plan)
 
 
 def _stages(case: Case, name: str, args: tuple, refs: dict) -> list[_Stage]:
@@ -233,9 +249,15 @@ def _stages(case: Case, name: str, args: tuple, refs: dict) -> list[_Stage]:
     traceable = peer.traceable
   if traceable:
     fb = problem.with_grad(f)
+    # The per-pass stages come last: `_execute` stops at the first stage that
+    # fails or declines, so a method whose forward+backward failed is never
+    # compiled per pass. Its forward pass is the 'fwd' stage itself.
+    per_pass = [] if name.startswith(PEER_PREFIX) else [
+        _Stage(p, lambda p=p: compile_jax(problem.pass_fn(f, p), x, w, ct), (x, w, ct),
+               refs[p], (p,)) for p in PASS_STAGES]
     return [_Stage("fwd", lambda: compile_jax(f, x, w), (x, w), refs["fwd"], ("y",)),
             _Stage("fwdbwd", lambda: compile_jax(fb, x, w, ct), (x, w, ct),
-                   refs["fwdbwd"], ("dx", "dw"))]
+                   refs["fwdbwd"], ("dx", "dw")), *per_pass]
   xn, wn, ctn = peers.as_numpy(x, w, ct)
   return [_Stage("fwd", lambda: Compiled(f, 0.0, None), (xn, wn), refs["fwd"], ("y",)),
           _Stage("fwdbwd", lambda: None if g is None else Compiled(g, 0.0, None),
@@ -273,8 +295,11 @@ def _execute(row: Row, stages: list[_Stage], max_temp_bytes: int | None) -> list
 
 
 def _time_all(pending: list, policy: Policy) -> None:
-  """Time every checked stage of one case (or network), round-robin."""
-  stats = measure_round_robin([(call, t0) for _, _, call, t0 in pending], policy)
+  """Time every checked stage of one case (or network), round-robin; the
+  per-pass stages with `policy.per_pass()`."""
+  policies = [policy.per_pass() if stage in PASS_STAGES else policy
+              for _, stage, _, _ in pending]
+  stats = measure_round_robin([(call, t0) for _, _, call, t0 in pending], policies)
   for (row, stage, _, _), st in zip(pending, stats):
     row.time[stage] = st
 
@@ -375,7 +400,7 @@ def _network_picks(method: str, geoms) -> list[str]:
   if method == "auto":
     return [problem.plan_label(_select.select(g))[0] for g in geoms]
   if method == "autotune":  # tuned while compiling: these are memory hits
-    return [p[0] if len(set(p)) == 1 else " / ".join(p) for p in map(_autotune.choose, geoms)]
+    return [problem.methods_label(p) for p in map(_autotune.choose, geoms)]
   return [method] * len(geoms)
 
 

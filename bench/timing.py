@@ -39,6 +39,14 @@ class Policy:
     n = round(self.target_s / max(t, 1e-9))
     return max(self.min_repeats, min(self.max_repeats, n))
 
+  def per_pass(self) -> Policy:
+    """The policy of the per-pass programs (a method's dX and dW alone): half
+    the target time and half the cap (not below `min_repeats`; `fixed` still
+    wins). They double the programs timed per case; their medians feed
+    summaries (best per-pass combination), not the headline ratios."""
+    return dataclasses.replace(self, target_s=self.target_s / 2,
+                               max_repeats=max(self.min_repeats, self.max_repeats // 2))
+
 
 QUICK = Policy()
 FULL = Policy(target_s=1.0, min_repeats=5, max_repeats=50, slow_s=5.0, slow_repeats=3)
@@ -97,7 +105,7 @@ def run_once(call: Callable[[], Any]) -> tuple[Any, float]:
 
 
 def measure_round_robin(calls: Sequence[tuple[Callable[[], Any], float]],
-                        policy: Policy) -> list[Stats]:
+                        policy: Policy | Sequence[Policy]) -> list[Stats]:
   """Time several `(call, warmup seconds)` in rounds: each round runs each once.
 
   On a machine shared with other jobs the load changes within seconds; timing
@@ -105,10 +113,12 @@ def measure_round_robin(calls: Sequence[tuple[Callable[[], Any], float]],
   whichever ran then. Interleaved, a spell hits all of them alike, so their
   ratios (the numbers the suite reports) stay meaningful. The order rotates
   from round to round. Each call still gets `policy.repeats(first timed run)`
-  samples; a call that has its count sits out the later rounds.
+  samples (`policy` is one for all, or one per call); a call that has its
+  count sits out the later rounds.
   """
+  policies = [policy] * len(calls) if isinstance(policy, Policy) else list(policy)
   samples = [[run_once(call)[1]] for call, _ in calls]
-  want = [policy.repeats(s[0]) for s in samples]
+  want = [p.repeats(s[0]) for p, s in zip(policies, samples)]
   k = len(calls)
   for r in range(1, max(want, default=1)):
     # Each round starts one further along: whoever runs right after a twin
