@@ -15,7 +15,8 @@ from jaxconv._geometry import geometry_of
 from jaxconv._methods import METHODS
 from jaxconv.testing import check_against_lax
 
-from configs import needs_x64
+from configs import CASES as TABLE, needs_x64
+from test_methods import check_row
 
 
 @pytest.fixture
@@ -127,3 +128,28 @@ def test_depthwise_forward_and_weight_gradient_use_different_methods():
   conv = lambda x, w: jaxconv.conv(x, w, **kw)  # noqa: E731
   assert "fft" not in _hlo(conv, x, w)                                   # forward: direct
   assert "fft" in _hlo(jax.grad(lambda x, w: conv(x, w).sum(), 1), x, w)  # dW: the FFT
+
+
+# Every third row of the shared table (each kind of geometry appears): with
+# the shipped profile `auto` runs a plan of several methods on these small
+# shapes, which must match lax in values and every derivative like any method.
+AUTO_ROWS = TABLE[::3]
+
+
+@pytest.mark.parametrize("case", AUTO_ROWS, ids=[c.id for c in AUTO_ROWS])
+def test_auto_plans_on_the_shared_table(case):
+  assert check_row(case, "auto")
+
+
+def test_the_sampled_table_rows_exercise_mixed_plans(monkeypatch):
+  plans = []
+  real = _select.select
+
+  def spy(g, backend=None, budget=None, **kw):
+    plans.append(real(g, backend, budget, **kw))
+    return plans[-1]
+  monkeypatch.setattr(_select, "select", spy)
+  for case in AUTO_ROWS:
+    case.eval_shape("auto")
+  mixed = [p for p in plans if p.single is None]
+  assert len(mixed) >= len(AUTO_ROWS) // 2, [p.methods for p in plans]
