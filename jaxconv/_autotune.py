@@ -42,7 +42,7 @@ import numpy as np
 
 from . import _select
 from ._geometry import Geometry
-from ._methods import METHODS
+from ._methods import METHODS, nonfinite_spread
 from ._methods.common import PASSES, check_pass, out_dtype
 
 ENV_VAR = "JAXCONV_AUTOTUNE_CACHE"
@@ -247,18 +247,22 @@ def cache_key(g: Geometry, backend: str | None = None) -> str:
           f"|{np.dtype(g.dtype).name}|prec={g.precision}|pet={pet}").replace(" ", "")
 
 
-def candidates(g: Geometry, budget: int | None = None) -> list[str]:
+def candidates(g: Geometry, budget: int | None = None, finite_locality: bool = False
+               ) -> list[str]:
   """The methods worth timing for `g`, most promising (by the cost model) first.
 
   Methods that support `g` for 'auto' (`supports(g, "auto")`: e.g. no
   'direct'/'im2col' above their unrolled-tap cap), minus those the model puts
   at more than `PRUNE` x its best estimate of every pass, and those over the
-  memory budget; lax and the model's own picks are always kept.
+  memory budget; lax and the model's own picks are always kept. With
+  `finite_locality`, only methods that keep a NaN/Inf input local.
   """
-  per_pass = {p: _select.estimate(g, budget=budget, pass_=p) for p in PASSES}
+  per_pass = {p: {m: t for m, t in _select.estimate(g, budget=budget, pass_=p).items()
+                  if not finite_locality or nonfinite_spread(m) == "window"}
+              for p in PASSES}
   if not per_pass[PASSES[0]]:
     return ["lax"]
-  picks = set(_select.select(g, budget=budget).methods)
+  picks = set(_select.select(g, budget=budget, finite_locality=finite_locality).methods)
   keep = [m for m in per_pass[PASSES[0]]
           if m == "lax" or m in picks
           or any(est[m] <= PRUNE * min(est.values()) for est in per_pass.values())]
@@ -357,7 +361,8 @@ def _valid(entry, g: Geometry, budget) -> bool:
   return len(plan) == len(PASSES) and all(m in METHODS and m in est for m in plan)
 
 
-def choose(g: Geometry, budget: int | None = None) -> tuple[str, str, str]:
+def choose(g: Geometry, budget: int | None = None, finite_locality: bool = False
+           ) -> tuple[str, str, str]:
   """The autotuned methods of `g`'s passes `(fwd, dx, dw)`: from memory, else
   the file, else by timing each pass of each candidate.
 
@@ -366,12 +371,13 @@ def choose(g: Geometry, budget: int | None = None) -> tuple[str, str, str]:
   it returns `auto`'s plan and writes nothing. `g` is the per-device
   geometry on a mesh (`jaxconv._spmd`), so a tune made on one device serves
   the same per-device shape under a mesh. Integer inputs use one method
-  (the fastest forward) for all passes.
+  (the fastest forward) for all passes. `finite_locality` times only the
+  methods that keep a NaN/Inf input local (a separate cache entry).
 
   Raises:
     ValueError: `$JAXCONV_AUTOTUNE_CACHE` names a directory.
   """
-  key = cache_key(g)
+  key = cache_key(g) + ("|finite_locality" if finite_locality else "")
   hit = _memory.get(key)
   if hit is not None:
     return hit
@@ -383,10 +389,10 @@ def choose(g: Geometry, budget: int | None = None) -> tuple[str, str, str]:
   if not jax.sharding.get_abstract_mesh().empty:
     # On a mesh (set_mesh, inside shard_map) the eager timing would run the
     # global program, or not at all: use auto's choice and leave the cache alone.
-    return _select.select(g, budget=budget).methods
-  times = time_candidates(g, candidates(g, budget))
+    return _select.select(g, budget=budget, finite_locality=finite_locality).methods
+  times = time_candidates(g, candidates(g, budget, finite_locality))
   if not times or (len(times) > 1 and len(times) < len(PASSES)):
-    plan = _select.select(g, budget=budget).methods
+    plan = _select.select(g, budget=budget, finite_locality=finite_locality).methods
     warnings.warn(f"jaxconv autotune: no candidate could be timed for every pass on {key}; "
                   f"using method='auto''s plan {plan}, nothing is cached.", stacklevel=2)
     return plan

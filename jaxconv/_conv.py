@@ -120,7 +120,7 @@ def _run(x, w, b, g: Geometry, method: str, fn: str, budget: int,
   elif method == AUTO:
     passes = _select.select(per_device, budget=budget, finite_locality=finite_locality).methods
   elif method == AUTOTUNE:
-    passes = _autotune.choose(per_device, budget=budget)
+    passes = _autotune.choose(per_device, budget=budget, finite_locality=finite_locality)
   elif g.padding_mode == "circular" and _select.prefers_periodic(method, g):
     passes = (method + _select.PERIODIC,) * 3
   else:
@@ -213,8 +213,8 @@ def conv(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1,
     memory_budget: bytes of temporary memory the method may plan for (its
       `temp_bytes` estimate); a named method over it is declined, `auto` skips
       it. Default: `$JAXCONV_MEMORY_BUDGET`, else half the device's memory.
-    finite_locality: with `method="auto"`, only methods that keep a NaN/Inf
-      input local (it reaches only the outputs whose window reads it, as
+    finite_locality: with `method="auto"` or `"autotune"`, only methods that
+      keep a NaN/Inf input local (it reaches only the outputs whose window reads it, as
       with lax): no 'toeplitz' (whole lines) or 'fft' (whole blocks).
       Default False.
 

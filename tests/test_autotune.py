@@ -99,7 +99,7 @@ def test_integer_inputs_time_forward_only(timings):
 
 def test_picks_the_fastest(timings, monkeypatch):
   timings["fake"] = {"lax": 3.0, "direct": 2.0, "im2col": 0.5, "toeplitz": 4.0, "fft": 1.0}
-  monkeypatch.setattr(_autotune, "candidates", lambda g, budget=None: list(timings["fake"]))
+  monkeypatch.setattr(_autotune, "candidates", lambda g, budget=None, finite_locality=False: list(timings["fake"]))
   x, w = _data((1, 2, 16)), _data((2, 2, 3), 1)
   assert _autotune.choose(_geom(x, w)) == ("im2col",) * 3
 
@@ -108,7 +108,7 @@ def test_picks_the_fastest_per_pass(timings, monkeypatch):
   timings["fake"] = {"fwd": {"lax": 3.0, "direct": 1.0, "fft": 2.0},
                      "dx": {"lax": 3.0, "direct": 2.0, "fft": 1.0},
                      "dw": {"lax": 1.0, "direct": 2.0, "fft": 3.0}}
-  monkeypatch.setattr(_autotune, "candidates", lambda g, budget=None: ["lax", "direct", "fft"])
+  monkeypatch.setattr(_autotune, "candidates", lambda g, budget=None, finite_locality=False: ["lax", "direct", "fft"])
   x, w = _data((1, 2, 16)), _data((2, 2, 3), 1)
   assert _autotune.choose(_geom(x, w)) == ("direct", "fft", "lax")
   # ... and the call runs that plan, with lax's values and gradients.
@@ -487,3 +487,12 @@ def test_clear_takes_the_lock_and_keeps_it(cache_file):
   _autotune._write(cache_file, "a", {"method": "lax"})
   _autotune.clear_autotune_cache()
   assert not cache_file.exists() and cache_file.with_name("autotune.json.lock").exists()
+
+
+def test_finite_locality_times_only_local_methods(timings):
+  x = jnp.ones((1, 4, 64)).at[0, 0, 5].set(jnp.nan)
+  w = jnp.ones((4, 1, 9))
+  y = jaxconv.conv(x, w, groups=4, method="autotune", finite_locality=True)
+  _, tried = timings["calls"][0]
+  assert not {"fft", "toeplitz"} & set(tried)
+  assert int(jnp.isnan(y).sum()) == 9   # only the windows that read the NaN

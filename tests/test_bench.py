@@ -190,7 +190,8 @@ def test_auto_shares_the_results_of_the_identical_program(auto_keeps_lax):
 def test_autotune_shares_the_timings_of_the_method_it_runs(monkeypatch):
   from jaxconv import _autotune
   plan = ("direct",) * 3
-  monkeypatch.setattr(_autotune, "choose", lambda g, budget=None: plan)   # no tuning in tests
+  # No tuning in tests.
+  monkeypatch.setattr(_autotune, "choose", lambda g, budget=None, finite_locality=False: plan)
   monkeypatch.setattr(runner, "_autotuned", lambda case: plan)
   _, direct_row, tuned = runner.run_case(TINY, ["lax", "direct", "autotune"], ONCE,
                                          use_peers=False)
