@@ -19,10 +19,12 @@ $(VENV)/.stamp-bench: pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install --quiet -e ".[bench]"
 	touch $@
 
-# Doctests, the suite (float64 on), the table's value checks again in JAX's
-# default float32 mode (JAXCONV_TEST_X64=0; float64-only tests skip there),
-# then the sharding tests in their own process on 8 host devices.
+# The type check (mypy, configured in pyproject.toml), doctests, the suite
+# (float64 on), the table's value checks again in JAX's default float32 mode
+# (JAXCONV_TEST_X64=0; float64-only tests skip there), then the sharding tests
+# in their own process on 8 host devices.
 test: $(VENV)/.stamp-test
+	$(PY) -m mypy
 	$(PY) -m pytest --doctest-modules jaxconv -q
 	$(PY) -m pytest tests -q -n $(PYTEST_WORKERS) --ignore=tests/sharding
 	JAXCONV_TEST_X64=0 $(PY) -m pytest -q -n $(PYTEST_WORKERS) \

@@ -35,7 +35,7 @@ from pathlib import Path
 try:
   import fcntl
 except ImportError:  # not POSIX (Windows): see _locked
-  fcntl = None
+  fcntl = None  # type: ignore[assignment]
 
 import jax
 import numpy as np

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.sharding import NamedSharding, PartitionSpec
 
 from . import _autotune, _budget, _select, _spmd
 from ._geometry import (Geometry, make_geometry, make_lax_geometry,
                         make_transpose_geometry, shape_of)
 from ._methods import METHODS, hook, supporting
 from ._padding import method_geometry, pad_mode
+from ._typing import Array, ArrayLike, DTypeLike, Padding, PrecisionLike, Size
 
 AUTO = "auto"
 AUTOTUNE = "autotune"
@@ -173,9 +176,10 @@ def _call(conv, method: str, x, w, g: Geometry):
   return _spmd.run(_compiled(conv), x, w, p)
 
 
-def conv(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1,
-         padding_mode="zeros", flip=False, method="auto", precision=None,
-         memory_budget=None):
+def conv(x: ArrayLike, w: ArrayLike, b: ArrayLike | None = None, *, stride: Size = 1,
+         padding: Padding = 0, dilation: Size = 1, groups: int = 1,
+         padding_mode: str = "zeros", flip: bool = False, method: str = "auto",
+         precision: PrecisionLike = None, memory_budget: int | None = None) -> Array:
   """N-d convolution (cross-correlation), as `torch.nn.functional.conv{1,2,3}d`.
 
   Args:
@@ -230,9 +234,11 @@ def conv(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1,
   return _run(x, w, b, g, method, fn, _budget.memory_budget(memory_budget, fn))
 
 
-def conv_transpose(x, w, b=None, *, stride=1, padding=0, output_padding=0,
-                   dilation=1, groups=1, method="auto", precision=None,
-                   memory_budget=None):
+def conv_transpose(x: ArrayLike, w: ArrayLike, b: ArrayLike | None = None, *,
+                   stride: Size = 1, padding: Padding = 0, output_padding: Size = 0,
+                   dilation: Size = 1, groups: int = 1, method: str = "auto",
+                   precision: PrecisionLike = None,
+                   memory_budget: int | None = None) -> Array:
   """N-d transposed convolution, as `torch.nn.functional.conv_transpose{1,2,3}d`.
 
   The gradient of `conv` with respect to its input (seed 001: the backward
@@ -287,11 +293,16 @@ def conv_transpose(x, w, b=None, *, stride=1, padding=0, output_padding=0,
   return _run(x, w_conv, b, g, method, fn, _budget.memory_budget(memory_budget, fn))
 
 
-def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
-                         rhs_dilation=None, dimension_numbers=None,
-                         feature_group_count=1, batch_group_count=1, precision=None,
-                         preferred_element_type=None, out_sharding=None, *,
-                         method="auto", memory_budget=None):
+def conv_general_dilated(lhs: ArrayLike, rhs: ArrayLike, window_strides: Sequence[int],
+                         padding: str | Sequence[tuple[int, int]],
+                         lhs_dilation: Sequence[int] | None = None,
+                         rhs_dilation: Sequence[int] | None = None,
+                         dimension_numbers: lax.ConvGeneralDilatedDimensionNumbers = None,
+                         feature_group_count: int = 1, batch_group_count: int = 1,
+                         precision: PrecisionLike = None,
+                         preferred_element_type: DTypeLike | None = None,
+                         out_sharding: NamedSharding | PartitionSpec | None = None, *,
+                         method: str = "auto", memory_budget: int | None = None) -> Array:
   """A drop-in for `jax.lax.conv_general_dilated` that can pick the algorithm.
 
   Same arguments and same result as lax's function (layouts through

@@ -17,6 +17,7 @@ import functools
 import importlib.resources
 import json
 import warnings
+from typing import Any
 
 import jax
 import numpy as np
@@ -26,6 +27,7 @@ from ._geometry import Geometry, is_int, make_geometry
 from ._methods import METHODS, SPREAD_TEXT, hook, nonfinite_spread
 from ._methods.common import PASSES
 from ._padding import method_geometry
+from ._typing import DTypeLike, Shape
 
 LAX_MARGIN = 0.7
 """Another method replaces 'lax' only if estimated below `LAX_MARGIN` x lax's
@@ -285,8 +287,8 @@ def _shape(value, name: str, fn: str) -> tuple[int, ...]:
   return tuple(int(v) for v in value)
 
 
-def select_method(x_shape, w_shape, dtype="float32", *, backend=None,
-                  **conv_kwargs) -> tuple[str, str]:
+def select_method(x_shape: Shape, w_shape: Shape, dtype: DTypeLike = "float32", *,
+                  backend: str | None = None, **conv_kwargs: Any) -> tuple[str, str]:
   """Which method `jaxconv.conv(..., method="auto")` runs for these shapes, and why.
 
   Auto estimates each method's forward+backward time with a cost model
