@@ -35,7 +35,7 @@ from pathlib import Path
 try:
   import fcntl
 except ImportError:  # not POSIX (Windows): see _locked
-  fcntl = None
+  fcntl = None  # type: ignore[assignment]
 
 import jax
 import numpy as np
@@ -63,7 +63,7 @@ LOCK_STALE_S = 30.0
 """Without `fcntl` only: a lock file older than this is taken as left by a dead
 process and removed (a write holds it for milliseconds)."""
 
-_memory: dict[str, str] = {}
+_memory: dict[str, tuple[str, str, str]] = {}
 _warned: set[tuple[str, str]] = set()
 
 
@@ -383,8 +383,9 @@ def choose(g: Geometry, budget: int | None = None, finite_locality: bool = False
     return hit
   path = cache_path()
   entry = _read(path).get(key)
-  if _valid(entry, g, budget):
-    _memory[key] = tuple(entry["plan"])
+  if entry is not None and _valid(entry, g, budget):
+    fwd, dx, dw = entry["plan"]
+    _memory[key] = (fwd, dx, dw)
     return _memory[key]
   if not jax.sharding.get_abstract_mesh().empty:
     # On a mesh (set_mesh, inside shard_map) the eager timing would run the
@@ -397,9 +398,11 @@ def choose(g: Geometry, budget: int | None = None, finite_locality: bool = False
                   f"using method='auto''s plan {plan}, nothing is cached.", stacklevel=2)
     return plan
   if len(times) == 1:   # no gradients (integers): one method
-    plan = (min(times["fwd"], key=times["fwd"].get),) * len(PASSES)
+    fastest = min(times["fwd"], key=times["fwd"].__getitem__)
+    plan = (fastest, fastest, fastest)
   else:
-    plan = tuple(min(times[p], key=times[p].get) for p in PASSES)
+    fwd, dx, dw = (min(times[p], key=times[p].__getitem__) for p in PASSES)
+    plan = (fwd, dx, dw)
   _memory[key] = plan
   _write(path, key, {
       "plan": list(plan),

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.sharding import NamedSharding, PartitionSpec
 
 from . import _autotune, _budget, _perpass, _select, _spmd
 from ._geometry import (Geometry, make_geometry, make_lax_geometry,
                         make_transpose_geometry, shape_of)
 from ._methods import METHODS, hook, supporting
 from ._padding import method_geometry, pad_mode
+from ._typing import Array, ArrayLike, DTypeLike, Padding, PrecisionLike, Size
 
 AUTO = "auto"
 AUTOTUNE = "autotune"
@@ -183,9 +186,11 @@ def _call(conv, gspmd: bool, x, w, g: Geometry):
   return _spmd.run(_compiled(conv), x, w, p)
 
 
-def conv(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1,
-         padding_mode="zeros", flip=False, method="auto", precision=None,
-         memory_budget=None, finite_locality=False):
+def conv(x: ArrayLike, w: ArrayLike, b: ArrayLike | None = None, *, stride: Size = 1,
+         padding: Padding = 0, dilation: Size = 1, groups: int = 1,
+         padding_mode: str = "zeros", flip: bool = False, method: str = "auto",
+         precision: PrecisionLike = None, memory_budget: int | None = None,
+         finite_locality: bool = False) -> Array:
   """N-d convolution (cross-correlation), as `torch.nn.functional.conv{1,2,3}d`.
 
   Args:
@@ -248,9 +253,12 @@ def conv(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1,
               finite_locality)
 
 
-def conv_transpose(x, w, b=None, *, stride=1, padding=0, output_padding=0,
-                   dilation=1, groups=1, method="auto", precision=None,
-                   memory_budget=None, finite_locality=False):
+def conv_transpose(x: ArrayLike, w: ArrayLike, b: ArrayLike | None = None, *,
+                   stride: Size = 1, padding: Padding = 0, output_padding: Size = 0,
+                   dilation: Size = 1, groups: int = 1, method: str = "auto",
+                   precision: PrecisionLike = None,
+                   memory_budget: int | None = None,
+                   finite_locality: bool = False) -> Array:
   """N-d transposed convolution, as `torch.nn.functional.conv_transpose{1,2,3}d`.
 
   The gradient of `conv` with respect to its input (seed 001: the backward
@@ -308,11 +316,17 @@ def conv_transpose(x, w, b=None, *, stride=1, padding=0, output_padding=0,
               finite_locality)
 
 
-def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
-                         rhs_dilation=None, dimension_numbers=None,
-                         feature_group_count=1, batch_group_count=1, precision=None,
-                         preferred_element_type=None, out_sharding=None, *,
-                         method="auto", memory_budget=None, finite_locality=False):
+def conv_general_dilated(lhs: ArrayLike, rhs: ArrayLike, window_strides: Sequence[int],
+                         padding: str | Sequence[tuple[int, int]],
+                         lhs_dilation: Sequence[int] | None = None,
+                         rhs_dilation: Sequence[int] | None = None,
+                         dimension_numbers: lax.ConvGeneralDilatedDimensionNumbers = None,
+                         feature_group_count: int = 1, batch_group_count: int = 1,
+                         precision: PrecisionLike = None,
+                         preferred_element_type: DTypeLike | None = None,
+                         out_sharding: NamedSharding | PartitionSpec | None = None, *,
+                         method: str = "auto", memory_budget: int | None = None,
+                         finite_locality: bool = False) -> Array:
   """A drop-in for `jax.lax.conv_general_dilated` that can pick the algorithm.
 
   Same arguments and same result as lax's function (layouts through
@@ -384,7 +398,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
     x = _batch_groups_to_feature_groups(x, call.batch_group_count)
   budget = _budget.memory_budget(memory_budget, fn)
   y = jnp.transpose(_run(x, w, None, g, method, fn, budget, finite_locality),
-                    np.argsort(dnums.out_spec))
+                    [int(a) for a in np.argsort(dnums.out_spec)])
   if out_sharding is not None:
     y = _spmd.constrain(y, out_sharding)
   return y

@@ -10,11 +10,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from ._typing import Padding, Size
+
+if TYPE_CHECKING:  # typing.TypeIs is Python >= 3.13
+  from typing_extensions import TypeIs
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 PADDING_STRINGS = ("VALID", "SAME", "SAME_LOWER", "FULL")
@@ -160,7 +165,7 @@ def out_size(padded: Sequence[int], kernel_size: Sequence[int], stride: Sequence
 
 # --- normalisers ------------------------------------------------------------
 
-def is_int(v) -> bool:
+def is_int(v: object) -> TypeIs[int | np.integer]:
   return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
@@ -686,7 +691,8 @@ def _check_mode_padding(fn, mode, pads, spatial, lhs_dilation):
           f"got padding={pads} for spatial shape {tuple(spatial)}.")
 
 
-def output_shape(input_size, kernel_size, *, stride=1, padding=0, dilation=1):
+def output_shape(input_size: Size, kernel_size: Size, *, stride: Size = 1,
+                 padding: Padding = 0, dilation: Size = 1) -> tuple[int, ...]:
   """Spatial output shape of a convolution (the floor formula of the seeds).
 
   `out = floor((n + lo + hi - dilation * (k - 1) - 1) / stride) + 1` per dim,

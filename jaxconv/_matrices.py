@@ -27,6 +27,7 @@ import numpy as np
 from jax import lax
 
 from ._geometry import Geometry, is_int, make_geometry
+from ._typing import Array, ArrayLike, Padding, Size
 
 DEFAULT_MAX_ELEMENTS = 2**26
 """Default element budget of a dense matrix (64 Mi elements: 256 MiB in float32)."""
@@ -50,7 +51,7 @@ def check_budget(fn: str, rows: int, cols: int, max_elements, dtype) -> None:
         "larger `max_elements`, or use `jaxconv.conv_operator` for matrix-free products.")
 
 
-def _as_kernel_1d(k, fn: str):
+def _as_kernel_1d(k: ArrayLike, fn: str) -> Array:
   k = jnp.asarray(k)
   if k.ndim != 1 or k.shape[0] < 1:
     raise ValueError(
@@ -73,8 +74,8 @@ def _check_flip(flip, fn: str) -> None:
 
 # --- 1-D matrices -------------------------------------------------------------
 
-def toeplitz_matrix(k, n, mode="valid", *, flip=False,
-                    max_elements=DEFAULT_MAX_ELEMENTS):
+def toeplitz_matrix(k: ArrayLike, n: int, mode: str = "valid", *, flip: bool = False,
+                    max_elements: int = DEFAULT_MAX_ELEMENTS) -> Array:
   """The Toeplitz matrix of a 1-D correlation (or convolution) with kernel `k`.
 
   `T @ x` equals `scipy.signal.correlate(x, k, mode)` (or, with `flip=True`,
@@ -140,7 +141,8 @@ def toeplitz_matrix(k, n, mode="valid", *, flip=False,
   return jnp.where(inside, k[np.clip(tap, 0, m - 1)], jnp.zeros((), k.dtype))
 
 
-def circulant_matrix(k, n, *, flip=False, max_elements=DEFAULT_MAX_ELEMENTS):
+def circulant_matrix(k: ArrayLike, n: int, *, flip: bool = False,
+                     max_elements: int = DEFAULT_MAX_ELEMENTS) -> Array:
   """The `n x n` circulant matrix of a circular correlation with kernel `k`.
 
   `(C @ x)[i] = sum_t k[t] * x[(i + t) % n]` (circular cross-correlation, as
@@ -273,9 +275,10 @@ def dense_matrix(w, g: Geometry):
                    g.in_channels * math.prod(g.in_spatial))
 
 
-def conv_matrix(w, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
-                padding_mode="zeros", flip=False, lhs_dilation=1,
-                max_elements=DEFAULT_MAX_ELEMENTS):
+def conv_matrix(w: ArrayLike, input_shape: Sequence[int], *, stride: Size = 1,
+                padding: Padding = 0, dilation: Size = 1, groups: int = 1,
+                padding_mode: str = "zeros", flip: bool = False, lhs_dilation: Size = 1,
+                max_elements: int = DEFAULT_MAX_ELEMENTS) -> Array:
   """The dense matrix `M` of a convolution: `conv(x).reshape(N, -1) == x.reshape(N, -1) @ M.T`.
 
   Rows are ordered `(C_out, *out)` and columns `(C_in, *in)`, each row-major,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import string
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -21,6 +22,7 @@ from jax import lax
 from . import _conv
 from ._geometry import Geometry, is_int
 from ._matrices import DEFAULT_MAX_ELEMENTS, check_budget, dense_matrix, operator_geometry
+from ._typing import Array, ArrayLike, Padding, PrecisionLike, Size
 
 
 def _apply_conv(w, g: Geometry, x, precision):
@@ -98,11 +100,11 @@ class ConvOperator:
   w: Any
   geometry: Geometry
 
-  def tree_flatten(self):
+  def tree_flatten(self) -> tuple[tuple[Any], Geometry]:
     return (self.w,), self.geometry
 
   @classmethod
-  def tree_unflatten(cls, geometry, children):
+  def tree_unflatten(cls, geometry: Geometry, children: Sequence[Any]) -> ConvOperator:
     return cls(children[0], geometry)
 
   @property
@@ -120,7 +122,8 @@ class ConvOperator:
     """`(C_out * prod(out), C_in * prod(in))`, the shape of `as_matrix()`."""
     return (math.prod(self.out_shape), math.prod(self.in_shape))
 
-  def _batched(self, x, expected, name):
+  def _batched(self, x: ArrayLike, expected: tuple[int, ...],
+               name: str) -> tuple[Array, tuple[int, ...]]:
     x = jnp.asarray(x)
     r = len(expected)
     if x.ndim < r or tuple(x.shape[x.ndim - r:]) != expected:
@@ -129,7 +132,7 @@ class ConvOperator:
           f"shape {tuple(x.shape)}.")
     return x, tuple(x.shape[:x.ndim - r])
 
-  def matvec(self, x):
+  def matvec(self, x: ArrayLike) -> Array:
     """Apply the convolution: `(*batch, C_in, *in) -> (*batch, C_out, *out)`.
 
     Args:
@@ -153,7 +156,7 @@ class ConvOperator:
     y = _apply_conv(self.w.astype(dtype), self.geometry, xb, self.geometry.precision)
     return y.reshape(*batch, *self.out_shape)
 
-  def rmatvec(self, y):
+  def rmatvec(self, y: ArrayLike) -> Array:
     """Apply the transpose: `(*batch, C_out, *out) -> (*batch, C_in, *in)`.
 
     This is the transposed convolution (the VJP of `matvec` in its input,
@@ -185,7 +188,7 @@ class ConvOperator:
     (x,) = transpose(yb)
     return x.reshape(*batch, *self.in_shape)
 
-  def as_matrix(self, *, max_elements=DEFAULT_MAX_ELEMENTS):
+  def as_matrix(self, *, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Array:
     """The dense matrix, as `jaxconv.conv_matrix` with this operator's arguments.
 
     Args:
@@ -208,7 +211,7 @@ class ConvOperator:
                  self.w.dtype)
     return dense_matrix(self.w, self.geometry)
 
-  def singular_values(self, *, max_elements=DEFAULT_MAX_ELEMENTS):
+  def singular_values(self, *, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Array:
     """All singular values of the operator, in descending order.
 
     Exact and matrix-free for circular padding at unit stride with an output
@@ -247,7 +250,8 @@ class ConvOperator:
       s = jnp.linalg.svd(self.as_matrix(max_elements=max_elements), compute_uv=False)
     return -jnp.sort(-s.ravel())
 
-  def spectral_norm(self, *, tol=1e-5, max_iters=1000, key=None):
+  def spectral_norm(self, *, tol: float = 1e-5, max_iters: int = 1000,
+                    key: ArrayLike | None = None) -> Array:
     """The largest singular value (the operator's Lipschitz constant in l2).
 
     For the circulant case (see `singular_values`) it is exact, from the FFT.
@@ -320,8 +324,10 @@ class ConvOperator:
     return jnp.sqrt(jnp.maximum(jnp.sum(jnp.abs(u) ** 2), tiny)).astype(real)
 
 
-def conv_operator(w, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
-                  padding_mode="zeros", flip=False, lhs_dilation=1, precision=None):
+def conv_operator(w: ArrayLike, input_shape: Sequence[int], *, stride: Size = 1,
+                  padding: Padding = 0, dilation: Size = 1, groups: int = 1,
+                  padding_mode: str = "zeros", flip: bool = False, lhs_dilation: Size = 1,
+                  precision: PrecisionLike = None) -> ConvOperator:
   """A convolution as a linear operator: matvec, transpose, matrix, spectrum.
 
   Args:

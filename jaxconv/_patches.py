@@ -23,6 +23,7 @@ from jax import lax
 from ._budget import ENV_VAR, human
 from ._budget import memory_budget as memory_budget_bytes
 from ._geometry import array_shape, is_int, spatial_sizes, unfold_geometry
+from ._typing import Array, ArrayLike, Padding, Size
 
 
 def kernel_offsets(kernel_size: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
@@ -105,7 +106,8 @@ def _pad(x, pads):
   return lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads])
 
 
-def unfold(x, kernel_size, *, dilation=1, padding=0, stride=1, memory_budget=None):
+def unfold(x: ArrayLike, kernel_size: Size, *, dilation: Size = 1, padding: Padding = 0,
+           stride: Size = 1, memory_budget: int | None = None) -> Array:
   """Extract sliding local blocks (im2col), as `torch.nn.functional.unfold`.
 
   Args:
@@ -142,6 +144,7 @@ def unfold(x, kernel_size, *, dilation=1, padding=0, stride=1, memory_budget=Non
   fn = "jaxconv.unfold"
   shape = array_shape(x, "x", fn, "(N, C, *spatial) with at least one spatial dim",
                       min_rank=3)
+  x = jnp.asarray(x)
   k, d, pads, s, out = unfold_geometry(fn, shape[2:], kernel_size, dilation, padding, stride)
   budget = memory_budget_bytes(memory_budget, fn)
   size = math.prod(shape[:2]) * math.prod(k) * math.prod(out) * np.dtype(x.dtype).itemsize
@@ -150,13 +153,12 @@ def unfold(x, kernel_size, *, dilation=1, padding=0, stride=1, memory_budget=Non
         f"{fn}: the patches would take {human(size)}, over the memory budget of "
         f"{human(budget)} (`memory_budget` or ${ENV_VAR}); got x.shape={shape}, "
         f"kernel_size={k}: use jaxconv.conv for a convolution, it need not unfold.")
-  x = jnp.asarray(x)
   patches = extract_patches(_pad(x, pads), k, d, s, out)
   return patches.reshape(shape[0], shape[1] * math.prod(k), math.prod(out))
 
 
-def fold(cols, output_size, kernel_size, *, dilation=1, padding=0, stride=1,
-         normalize=False):
+def fold(cols: ArrayLike, output_size: Size, kernel_size: Size, *, dilation: Size = 1,
+         padding: Padding = 0, stride: Size = 1, normalize: bool = False) -> Array:
   """Sum sliding local blocks back into an array: the adjoint of `unfold`.
 
   As `torch.nn.functional.fold`: values of overlapping patches are summed, so

@@ -89,7 +89,7 @@ class Profile:
 
 def _cpu_info() -> tuple[str, tuple[str, ...]]:
   """`(model name, ISA flags)` of this host's CPU (Linux /proc/cpuinfo, else `platform`)."""
-  name, flags = "", set()
+  name, flags = "", set[str]()
   try:
     text = Path("/proc/cpuinfo").read_text(errors="replace")
   except OSError:

@@ -15,7 +15,7 @@ Nothing here looks at array values, so it runs at trace time under `jit`,
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -26,6 +26,7 @@ from ._methods import METHODS, SPREAD_TEXT, hook, nonfinite_spread
 from ._methods.common import PASSES, check_pass
 from ._padding import method_geometry
 from . import _profiles
+from ._typing import DTypeLike, Shape
 
 LAX_MARGIN = 0.7
 """Another method replaces 'lax' for a pass only if estimated below
@@ -216,7 +217,7 @@ def _pick(est: dict[str, float], pass_: str, where: str, margin: float, tail: st
   """The cheapest candidate of one pass (lax unless another beats `margin`), and why."""
   if not est:  # only possible with a profile that lacks 'lax'
     return "lax", f"lax: no method has estimates in the {where}{tail}"
-  best = min(est, key=est.get)
+  best = min(est, key=est.__getitem__)
   others = ", ".join(f"{m} {_ms(t)}" for m, t in sorted(est.items(), key=lambda kv: kv[1])
                      if m != best)
   if "lax" in est and best != "lax" and est[best] > margin * est["lax"]:
@@ -254,8 +255,9 @@ def _select(g: Geometry, backend: str, budget: int, local: bool) -> Plan:
   if np.dtype(g.dtype).kind not in "fc":   # no gradients: one method, by its forward
     method, why = _pick(candidates("fwd"), "fwd", where, margin, tail)
     return Plan(method, method, method, (why, why, why))
-  picks = [_pick(candidates(p), p, where, margin, tail) for p in PASSES]
-  return Plan(*(m for m, _ in picks), tuple(r for _, r in picks))
+  (f, rf), (dx, rdx), (dw, rdw) = (_pick(candidates(p), p, where, margin, tail)
+                                   for p in PASSES)
+  return Plan(f, dx, dw, (rf, rdx, rdw))
 
 
 def select(g: Geometry, backend: str | None = None, budget: int | None = None, *,
@@ -315,8 +317,9 @@ def _shape(value, name: str, fn: str) -> tuple[int, ...]:
   return tuple(int(v) for v in value)
 
 
-def select_method(x_shape, w_shape, dtype="float32", *, backend=None,
-                  finite_locality=False, **conv_kwargs) -> Plan:
+def select_method(x_shape: Shape, w_shape: Shape, dtype: DTypeLike = "float32", *,
+                  backend: str | None = None, finite_locality: bool = False,
+                  **conv_kwargs: Any) -> Plan:
   """Which methods `jaxconv.conv(..., method="auto")` runs for these shapes, and why.
 
   Auto estimates the time of each method for each pass (forward, input

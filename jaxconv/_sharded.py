@@ -26,15 +26,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.sharding import NamedSharding, PartitionSpec
+from jax.sharding import AbstractMesh, Mesh, NamedSharding, PartitionSpec
 
 from ._conv import _check_bias, _check_method, conv
 from ._geometry import Geometry, make_geometry
 from ._padding import pad_mode
+from ._typing import Array, ArrayLike
 
 _FN = "jaxconv.sharded_conv"
 CONV_KWARGS = ("stride", "padding", "dilation", "groups", "padding_mode", "flip",
@@ -247,8 +249,10 @@ def _reshard(a, mesh, spec: PartitionSpec):
   return jax.reshard(a, target)
 
 
-def sharded_conv(x, w, b=None, *, mesh=None, batch_axis=None, spatial_axes=None,
-                 **conv_kwargs):
+def sharded_conv(x: ArrayLike, w: ArrayLike, b: ArrayLike | None = None, *,
+                 mesh: Mesh | AbstractMesh | None = None, batch_axis: str | None = None,
+                 spatial_axes: Sequence[str | None] | None = None,
+                 **conv_kwargs: Any) -> Array:
   """`jaxconv.conv` with the input split over a device mesh along its spatial dims.
 
   Spatial domain decomposition: each device holds one slab of `x`, receives

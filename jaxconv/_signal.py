@@ -48,6 +48,7 @@ from jax import lax
 
 from ._geometry import is_int, make_geometry
 from ._methods import fft
+from ._typing import Array, ArrayLike
 
 _MODES = ("full", "same", "valid")
 _METHODS = ("auto", "direct", "fft", "oa")
@@ -299,7 +300,7 @@ def _grouped(in1, in2, conv_axes, other, mode, fn, rt, engine):
     y = fft.run(x, w, g, fft.plan_conv(g, _ENGINE_OA[engine])).astype(out_dtype)
   shape = ([s1[a] for a in n_dims] + [s1[a] for a in g_dims] + [s2[a] for a in o_dims]
            + [1] * len(ones) + list(y.shape[2:]))
-  return jnp.transpose(y.reshape(shape), np.argsort(order))
+  return jnp.transpose(y.reshape(shape), [int(a) for a in np.argsort(order)])
 
 
 def _round_to(out, rt):
@@ -314,7 +315,7 @@ def _round_to(out, rt):
   if rt.kind in "iub":
     out = jnp.round(out.real if jnp.iscomplexobj(out) else out)
   if rt.kind in "iu":
-    wide = jnp.dtype(jnp.int64 if jax.config.jax_enable_x64 else jnp.int32)
+    wide = jnp.dtype(jax.dtypes.canonicalize_dtype(jnp.int64))   # int32 without x64
     half = float(2 ** (8 * wide.itemsize - 1))
     turns = jnp.floor((out + half) / (2 * half))
     out = jnp.where(jnp.abs(out) < half, out, out - turns * (2 * half))
@@ -324,7 +325,8 @@ def _round_to(out, rt):
 
 # --- public functions ---------------------------------------------------------
 
-def convolve(in1, in2, mode="full", method="auto", axes=None):
+def convolve(in1: ArrayLike, in2: ArrayLike, mode: str = "full", method: str = "auto",
+             axes: int | Sequence[int] | None = None) -> Array:
   """Convolve two N-d arrays, as `scipy.signal.convolve`.
 
   `out[n] = sum_k in1[n - k] * in2[k]` over the convolved axes.
@@ -366,7 +368,8 @@ def convolve(in1, in2, mode="full", method="auto", axes=None):
   return _round_to(out, rt) if method in ("fft", "oa") or out.dtype != rt else out
 
 
-def correlate(in1, in2, mode="full", method="auto", axes=None):
+def correlate(in1: ArrayLike, in2: ArrayLike, mode: str = "full", method: str = "auto",
+              axes: int | Sequence[int] | None = None) -> Array:
   """Cross-correlate two N-d arrays, as `scipy.signal.correlate`.
 
   `out[n] = sum_k in1[n + k] * conj(in2[k])`, i.e.
@@ -410,7 +413,8 @@ def correlate(in1, in2, mode="full", method="auto", axes=None):
   return _round_to(out, rt) if method in ("fft", "oa") or out.dtype != rt else out
 
 
-def fftconvolve(in1, in2, mode="full", axes=None):
+def fftconvolve(in1: ArrayLike, in2: ArrayLike, mode: str = "full",
+                axes: int | Sequence[int] | None = None) -> Array:
   """Convolve two N-d arrays by FFT, as `scipy.signal.fftconvolve`.
 
   One real (or complex) transform per convolved axis, of a 2·3·5·7-smooth
@@ -441,7 +445,8 @@ def fftconvolve(in1, in2, mode="full", axes=None):
   return _convolve(in1, in2, mode, "fft", axes, fn)
 
 
-def oaconvolve(in1, in2, mode="full", axes=None):
+def oaconvolve(in1: ArrayLike, in2: ArrayLike, mode: str = "full",
+               axes: int | Sequence[int] | None = None) -> Array:
   """Convolve two N-d arrays by overlap-add, as `scipy.signal.oaconvolve`.
 
   The longer input is cut into blocks along each convolved axis where that

@@ -17,6 +17,7 @@ import math
 import jax.numpy as jnp
 
 from ._geometry import array_shape, spatial_sizes, ntuple
+from ._typing import Array, ArrayLike, Size
 
 
 def _block_grid(fn: str, x, block, name: str):
@@ -70,7 +71,7 @@ def _merge(y: jnp.ndarray, grid: tuple[int, ...], block: tuple[int, ...]):
   return z.reshape(n, c, *(g * b for g, b in zip(grid, block)))
 
 
-def patchify(x, patch_size) -> jnp.ndarray:
+def patchify(x: ArrayLike, patch_size: Size) -> Array:
   """Cut `x` into non-overlapping patches and flatten each into a ViT token.
 
   Equal to `jaxconv.unfold(x, patch_size, stride=patch_size).transpose(0, 2,
@@ -112,7 +113,7 @@ def patchify(x, patch_size) -> jnp.ndarray:
   return y.reshape(shape[0], math.prod(grid), shape[1] * math.prod(p))
 
 
-def unpatchify(tokens, patch_size, spatial_shape) -> jnp.ndarray:
+def unpatchify(tokens: ArrayLike, patch_size: Size, spatial_shape: Size) -> Array:
   """Reassemble ViT tokens into an image: the exact inverse of `patchify`.
 
   Args:
@@ -160,7 +161,7 @@ def unpatchify(tokens, patch_size, spatial_shape) -> jnp.ndarray:
   return _merge(y, grid, p)
 
 
-def window_partition(x, window) -> jnp.ndarray:
+def window_partition(x: ArrayLike, window: Size) -> Array:
   """Split `x` into non-overlapping local windows (Swin), channels-first.
 
   Windows of one image are consecutive, numbered row-major over the window
@@ -193,7 +194,7 @@ def window_partition(x, window) -> jnp.ndarray:
   return y.reshape(shape[0] * math.prod(grid), shape[1], *win)
 
 
-def window_reverse(windows, window, spatial_shape) -> jnp.ndarray:
+def window_reverse(windows: ArrayLike, window: Size, spatial_shape: Size) -> Array:
   """Stitch local windows back into images: the exact inverse of `window_partition`.
 
   Args:

@@ -159,7 +159,7 @@ def _progress(done: int, total: int, label: str) -> None:
 
 def _inputs(g: Geometry):
   rng = np.random.default_rng(0)
-  draw = lambda s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+  draw = lambda s: np.asarray(rng.standard_normal(s), np.float32)  # noqa: E731
   return draw(g.in_shape), draw(g.kernel_shape), draw(g.out_shape)
 
 
@@ -433,7 +433,7 @@ def rank_quality(samples: Sequence[dict], shapes: dict[str, Shape], coefs: dict,
            if m in coefs}
     if not est:
       continue
-    pick = min(est, key=est.get)
+    pick = min(est, key=est.__getitem__)
     if "lax" in est and pick != "lax" and est[pick] > margin * est["lax"]:
       pick = "lax"
     best = min(s["seconds"] for s in by_m.values())
@@ -448,14 +448,14 @@ def rank_quality(samples: Sequence[dict], shapes: dict[str, Shape], coefs: dict,
 def best_fit(samples, shapes, llc: int) -> tuple[int, dict, dict]:
   """`fit` with the `_big` threshold that fits best: `llc`, 1/2, 1/4 of it
   (the cache is shared with other processes). Returns `(cache_bytes, coefs, quality)`."""
-  best = None
+  fits = []
   for div in (1, 2, 4):
     cache = llc // div
     coefs, quality = fit(samples, shapes, cache)
     score = sum(q["median_abs_log_error"] for per in quality.values() for q in per.values())
-    if best is None or score < best[0]:
-      best = (score, cache, coefs, quality)
-  return best[1:]
+    fits.append((score, cache, coefs, quality))
+  _, cache, coefs, quality = min(fits, key=lambda f: f[0])
+  return cache, coefs, quality
 
 
 # --- writing -------------------------------------------------------------------

@@ -30,12 +30,12 @@ unchanged.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
 from ._geometry import is_int
+from ._typing import Array, ArrayLike, DTypeLike
 
 __all__ = [
     "as_conv_weight",
@@ -119,7 +119,7 @@ def _array(values: np.ndarray, dtype) -> jnp.ndarray:
 
 # --- filters -----------------------------------------------------------------
 
-def sobel(axis: int | str, *, dtype: Any = jnp.float32) -> jnp.ndarray:
+def sobel(axis: int | str, *, dtype: DTypeLike = jnp.float32) -> Array:
   """The 3x3 Sobel derivative filter along one axis.
 
   `sobel("x")` is seed 001's `G_x = [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]`: a
@@ -157,7 +157,7 @@ def sobel(axis: int | str, *, dtype: Any = jnp.float32) -> jnp.ndarray:
   return _derivative("jaxconv.kernels.sobel", axis, [1, 2, 1], dtype)
 
 
-def prewitt(axis: int | str, *, dtype: Any = jnp.float32) -> jnp.ndarray:
+def prewitt(axis: int | str, *, dtype: DTypeLike = jnp.float32) -> Array:
   """The 3x3 Prewitt derivative filter along one axis.
 
   Like `sobel` with uniform (`[1, 1, 1]`) instead of `[1, 2, 1]` smoothing:
@@ -185,7 +185,7 @@ def prewitt(axis: int | str, *, dtype: Any = jnp.float32) -> jnp.ndarray:
   return _derivative("jaxconv.kernels.prewitt", axis, [1, 1, 1], dtype)
 
 
-def laplacian(neighbours: int = 4, *, dtype: Any = jnp.float32) -> jnp.ndarray:
+def laplacian(neighbours: int = 4, *, dtype: DTypeLike = jnp.float32) -> Array:
   """The 3x3 discrete Laplacian edge filter (positive centre, as in seed 001).
 
   `neighbours=4`: `[[0, -1, 0], [-1, 4, -1], [0, -1, 0]]`;
@@ -223,7 +223,7 @@ def laplacian(neighbours: int = 4, *, dtype: Any = jnp.float32) -> jnp.ndarray:
   return _array(k, dtype)
 
 
-def sharpen(*, dtype: Any = jnp.float32) -> jnp.ndarray:
+def sharpen(*, dtype: DTypeLike = jnp.float32) -> Array:
   """The 3x3 sharpening filter `[[0, -1, 0], [-1, 5, -1], [0, -1, 0]]`.
 
   Equal to `identity(3) + laplacian(4)`: the image plus its edges.
@@ -245,7 +245,7 @@ def sharpen(*, dtype: Any = jnp.float32) -> jnp.ndarray:
   return _array(np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]]), dtype)
 
 
-def identity(size: int = 3, *, ndim: int = 2, dtype: Any = jnp.float32) -> jnp.ndarray:
+def identity(size: int = 3, *, ndim: int = 2, dtype: DTypeLike = jnp.float32) -> Array:
   """The identity filter: a single 1 at the centre of a `size`-wide cube of zeros.
 
   With `padding=size // 2` (or `"SAME"`) the convolution returns its input.
@@ -278,7 +278,7 @@ def identity(size: int = 3, *, ndim: int = 2, dtype: Any = jnp.float32) -> jnp.n
   return _array(_outer(taps, d), dtype)
 
 
-def box(size: int = 3, *, ndim: int = 2, dtype: Any = jnp.float32) -> jnp.ndarray:
+def box(size: int = 3, *, ndim: int = 2, dtype: DTypeLike = jnp.float32) -> Array:
   """The box (moving-average) filter: `ones((size,) * ndim) / size**ndim`.
 
   Args:
@@ -304,7 +304,7 @@ def box(size: int = 3, *, ndim: int = 2, dtype: Any = jnp.float32) -> jnp.ndarra
   return _array(np.full((n,) * d, 1.0 / n**d), dt)
 
 
-def binomial(size: int = 3, *, ndim: int = 2, dtype: Any = jnp.float32) -> jnp.ndarray:
+def binomial(size: int = 3, *, ndim: int = 2, dtype: DTypeLike = jnp.float32) -> Array:
   """The binomial blur: outer products of Pascal's-triangle rows, normalised.
 
   `binomial(3)` is seed 001's "Gaussian blur" `[[1, 2, 1], [2, 4, 2], [1, 2, 1]]
@@ -333,7 +333,7 @@ def binomial(size: int = 3, *, ndim: int = 2, dtype: Any = jnp.float32) -> jnp.n
 
 
 def gaussian(size: int, sigma: float, *, ndim: int = 2,
-             dtype: Any = jnp.float32) -> jnp.ndarray:
+             dtype: DTypeLike = jnp.float32) -> Array:
   """A sampled Gaussian filter, normalised to sum to 1.
 
   Taps are `exp(-(i - size // 2)**2 / (2 * sigma**2))` along each axis (a
@@ -384,8 +384,8 @@ def gaussian(size: int, sigma: float, *, ndim: int = 2,
 
 # --- lifting a filter to a convolution weight --------------------------------
 
-def as_conv_weight(kernel, in_channels: int = 1, out_channels: int | None = None, *,
-                   depthwise: bool = False) -> jnp.ndarray:
+def as_conv_weight(kernel: ArrayLike, in_channels: int = 1, out_channels: int | None = None, *,
+                   depthwise: bool = False) -> Array:
   """Lift one spatial filter to a convolution weight for `jaxconv.conv`.
 
   The same filter is placed in every `(output, input)` channel slot:

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._geometry import is_int, ntuple
+from ._typing import ArrayLike, DTypeLike, Size
 
 __all__ = ["init_conv", "init_conv_transpose"]
 
@@ -104,9 +105,9 @@ def _init(fn: str, key, in_channels, out_channels, kernel_size, groups, bias,
   return {"w": w, "b": b}
 
 
-def init_conv(key, in_channels: int, out_channels: int, kernel_size, *,
+def init_conv(key: ArrayLike, in_channels: int, out_channels: int, kernel_size: Size, *,
               groups: int = 1, bias: bool = True, spatial_dims: int | None = None,
-              dtype: Any = jnp.float32) -> dict[str, Any]:
+              dtype: DTypeLike = jnp.float32) -> dict[str, Any]:
   """Parameters of a convolution layer, initialised as PyTorch's `nn.ConvNd`.
 
   `w ~ U(-bound, bound)` (kaiming-uniform with `a = sqrt(5)`) and
@@ -150,10 +151,10 @@ def init_conv(key, in_channels: int, out_channels: int, kernel_size, *,
                groups, bias, spatial_dims, dtype, transpose=False)
 
 
-def init_conv_transpose(key, in_channels: int, out_channels: int, kernel_size, *,
-                        groups: int = 1, bias: bool = True,
+def init_conv_transpose(key: ArrayLike, in_channels: int, out_channels: int,
+                        kernel_size: Size, *, groups: int = 1, bias: bool = True,
                         spatial_dims: int | None = None,
-                        dtype: Any = jnp.float32) -> dict[str, Any]:
+                        dtype: DTypeLike = jnp.float32) -> dict[str, Any]:
   """Parameters of a transposed convolution, initialised as PyTorch's `ConvTransposeNd`.
 
   The weight has PyTorch's transposed layout `(C_in, C_out // groups, *k)`, as

@@ -21,6 +21,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +33,19 @@ from . import _conv
 from ._geometry import Geometry, make_geometry, make_lax_geometry
 from ._methods import METHODS
 from ._padding import pad_mode
+from ._typing import Array, ArrayLike, DTypeLike, Padding, Shape, Size
+
+__all__ = [
+    "Collective",
+    "Comparison",
+    "check_against_lax",
+    "check_general_against_lax",
+    "collectives",
+    "reference_conv",
+    "reference_conv_transpose",
+    "rounding",
+    "tolerance",
+]
 
 HIGHEST = lax.Precision.HIGHEST
 
@@ -57,7 +72,7 @@ def rounding(method: str) -> str:
   return getattr(METHODS.get(method), "ROUNDING", "sum")
 
 
-def tolerance(method: str, dtype, g: Geometry) -> float:
+def tolerance(method: str, dtype: DTypeLike, g: Geometry) -> float:
   """Relative tolerance (against the output scale) for `method` on `dtype`.
 
   Args:
@@ -101,8 +116,9 @@ def _plan_methods(method: str, g: Geometry) -> tuple[str, ...]:
   return tuple(m.removesuffix(_select.PERIODIC) for m in _select.select(g).methods)
 
 
-def reference_conv(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1,
-                   padding_mode="zeros", flip=False):
+def reference_conv(x: ArrayLike, w: ArrayLike, b: ArrayLike | None = None, *,
+                   stride: Size = 1, padding: Padding = 0, dilation: Size = 1,
+                   groups: int = 1, padding_mode: str = "zeros", flip: bool = False) -> Array:
   """`jaxconv.conv`'s meaning, computed by `lax.conv_general_dilated(HIGHEST)`.
 
   Example:
@@ -115,19 +131,22 @@ def reference_conv(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1,
   g = make_geometry("jaxconv.testing.reference_conv", x, w, stride=stride,
                     padding=padding, dilation=dilation, groups=groups,
                     padding_mode=padding_mode, flip=flip)
+  x, w = jnp.asarray(x), jnp.asarray(w)
   pads = g.padding
   if padding_mode != "zeros":
-    x = pad_mode(jnp.asarray(x), pads, padding_mode)
+    x = pad_mode(x, pads, padding_mode)
     pads = ((0, 0),) * g.rank
   if flip:
     w = jnp.flip(w, axis=tuple(range(2, w.ndim)))
   y = lax.conv_general_dilated(x, w, g.stride, pads, rhs_dilation=g.dilation,
                                feature_group_count=groups, precision=HIGHEST)
-  return y if b is None else y + b.reshape((1, -1) + (1,) * g.rank)
+  return y if b is None else y + jnp.reshape(b, (1, -1) + (1,) * g.rank)
 
 
-def reference_conv_transpose(x, w, b=None, *, stride=1, padding=0, output_padding=0,
-                             dilation=1, groups=1):
+def reference_conv_transpose(x: ArrayLike, w: ArrayLike, b: ArrayLike | None = None, *,
+                             stride: Size = 1, padding: int | Sequence[int | tuple[int, int]] = 0,
+                             output_padding: Size = 0, dilation: Size = 1,
+                             groups: int = 1) -> Array:
   """`jaxconv.conv_transpose`'s meaning: the VJP of a lax convolution.
 
   PyTorch defines the transposed convolution as the gradient of the forward
@@ -141,11 +160,12 @@ def reference_conv_transpose(x, w, b=None, *, stride=1, padding=0, output_paddin
     >>> reference_conv_transpose(jnp.ones((1, 2, 3)), jnp.ones((2, 4, 2)), stride=2).shape
     (1, 4, 6)
   """
+  x, w = jnp.asarray(x), jnp.asarray(w)
   rank = x.ndim - 2
   s = _ints(stride, rank)
   d = _ints(dilation, rank)
   op = _ints(output_padding, rank)
-  pairs = [(p, p) if isinstance(p, int) else tuple(p)
+  pairs = [(p, p) if isinstance(p, int) else (p[0], p[1])
            for p in ((padding,) * rank if isinstance(padding, int) else padding)]
   k = w.shape[2:]
   out = [(n - 1) * ss - lo - hi + dd * (kk - 1) + o + 1
@@ -156,7 +176,7 @@ def reference_conv_transpose(x, w, b=None, *, stride=1, padding=0, output_paddin
       z, w, s, pairs, rhs_dilation=d, feature_group_count=groups, precision=HIGHEST)
   z = jax.ShapeDtypeStruct((x.shape[0], cout_g * groups, *out), x.dtype)
   (y,) = jax.linear_transpose(forward, z)(x)
-  return y if b is None else y + b.reshape((1, -1) + (1,) * rank)
+  return y if b is None else y + jnp.reshape(b, (1, -1) + (1,) * rank)
 
 
 def _ints(v, rank):
@@ -182,7 +202,22 @@ def _derivatives(f, primals, ct, tangents):
 
 @dataclasses.dataclass(frozen=True)
 class Comparison:
-  """One compared quantity: max abs error, the output scale, the tolerance."""
+  """One compared quantity of a `check_against_lax` run.
+
+  Attributes:
+    name: the quantity: 'value', 'vjp_0' (in `x`), 'vjp_1' (in `w`), 'jvp',
+      'hvp_0', ...
+    error: the largest absolute difference from lax's.
+    scale: the output scale it is measured against (the same quantity with
+      the absolute values of every input).
+    rtol: the relative tolerance, `tolerance(method, dtype, g)`.
+
+  Example:
+    >>> from jaxconv.testing import Comparison
+    >>> c = Comparison("value", error=1e-7, scale=4.0, rtol=1e-6)
+    >>> c.ok, Comparison("value", float("nan"), 4.0, 1e-6).ok
+    (True, False)
+  """
 
   name: str
   error: float
@@ -191,11 +226,14 @@ class Comparison:
 
   @property
   def ok(self) -> bool:
+    """`error <= rtol * scale`, and the error is finite."""
     return bool(np.isfinite(self.error)) and self.error <= self.rtol * self.scale
 
 
-def check_against_lax(method, x_shape, w_shape, dtype=jnp.float32, *, transpose=False,
-                      bias=False, seed=0, raise_on_failure=True, **conv_kwargs):
+def check_against_lax(method: str, x_shape: Shape, w_shape: Shape,
+                      dtype: DTypeLike = jnp.float32, *, transpose: bool = False,
+                      bias: bool = False, seed: int = 0, raise_on_failure: bool = True,
+                      **conv_kwargs: Any) -> list[Comparison]:
   """Compare `method` with `lax.conv_general_dilated(precision=HIGHEST)`.
 
   Values, the VJP with respect to every argument, the JVP and a second-order
@@ -251,8 +289,10 @@ def check_against_lax(method, x_shape, w_shape, dtype=jnp.float32, *, transpose=
                   f"x{tuple(x_shape)} w{tuple(w_shape)} {dtype.name} {conv_kwargs}")
 
 
-def check_general_against_lax(method, lhs_shape, rhs_shape, dtype=jnp.float32, *, seed=0,
-                              raise_on_failure=True, **lax_kwargs):
+def check_general_against_lax(method: str, lhs_shape: Shape, rhs_shape: Shape,
+                              dtype: DTypeLike = jnp.float32, *, seed: int = 0,
+                              raise_on_failure: bool = True,
+                              **lax_kwargs: Any) -> list[Comparison]:
   """Compare `jaxconv.conv_general_dilated(..., method=method)` with lax's.
 
   The drop-in check: the same quantities and tolerances as
@@ -293,12 +333,12 @@ def check_general_against_lax(method, lhs_shape, rhs_shape, dtype=jnp.float32, *
                   f"lhs{tuple(lhs_shape)} rhs{tuple(rhs_shape)} {dtype.name} {lax_kwargs}")
 
 
-def _sampler(dtype, seed: int):
+def _sampler(dtype: DTypeLike, seed: int) -> tuple[np.dtype, Callable[[Shape], np.ndarray]]:
   """`(dtype, normal)`: standard-normal arrays of `dtype` from one NumPy
   generator (jax.random would compile a sampler for every shape)."""
   dtype = np.dtype(dtype)
   rng = np.random.default_rng(seed)
-  return dtype, lambda shape: rng.standard_normal(shape).astype(np.float32).astype(dtype)
+  return dtype, lambda shape: np.asarray(rng.standard_normal(shape), np.float32).astype(dtype)
 
 
 def _compare(method, fn, ref, primals, out_shape, g, dtype, normal, raise_on_failure,
@@ -348,6 +388,12 @@ class Collective:
     kind: one of `COLLECTIVE_KINDS`.
     elements: elements of its result (all operands of a tuple together).
     line: the HLO instruction, for the error message.
+
+  Example:
+    >>> from jaxconv.testing import collectives
+    >>> (c,) = collectives("%p = f32[8]{0} collective-permute(f32[8]{0} %x)")
+    >>> c.kind, c.elements
+    ('collective-permute', 8)
   """
 
   kind: str
