@@ -39,8 +39,10 @@ def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
   `macs_dense` (groups == 1), `macs_1x1` (dense, stride-1 1x1 kernels: XLA
   CPU's convolution is 2-10x slower than the same GEMM there),
   `tap_outs_dense` (taps x y: XLA's convolution is slow per multiply-add when
-  channels are few), `macs_dense_logk` (macs x log2(taps + 1): its backward
-  slows with the kernel size), `macs_3d` (dense, 3 or more spatial dims),
+  channels are few), `macs_dense_logk` (macs x log2(taps + 1)) and
+  `macs_dense_taps` (macs x taps): its time per multiply-add grows with the
+  kernel size, slowly up to 3x3 and steeply beyond (a 31x31 weight gradient
+  runs ~50x slower per multiply-add than a 3x3 one on a 2-core EPYC), `macs_3d` (dense, 3 or more spatial dims),
   `macs_lhs_dilated` (transposed convolutions) and `macs_strided` (their input
   gradient is one), `macs_grouped` and `elems_grouped` (groups > 1: XLA CPU's
   slow grouped convolution), `elems` (input + output elements), `elems_big`
@@ -64,6 +66,7 @@ def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
               macs_1x1=macs if dense and gemm_1x1 else 0,
               tap_outs_dense=taps * s["y"] if dense else 0,
               macs_dense_logk=macs * math.log2(taps + 1) if dense else 0,
+              macs_dense_taps=macs * taps if dense else 0,
               macs_3d=macs if dense and g.rank >= 3 else 0,
               macs_lhs_dilated=macs if any(d > 1 for d in g.lhs_dilation) else 0,
               macs_strided=macs if any(v > 1 for v in g.stride) else 0,
