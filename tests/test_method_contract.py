@@ -107,3 +107,19 @@ def test_select_method_reports_the_nonfinite_spread():
   plan = jaxconv.select_method((1, 8, 4096), (8, 1, 1024), padding="SAME",
                                groups=8, backend="cpu")
   assert plan.fwd == "fft" and plan.reasons[0].endswith(SPREAD_TEXT["block"]), plan.reason
+
+
+def test_direct_depthwise_weight_gradient_needs_no_window_per_tap():
+  """direct's depthwise weight gradient reduces one tap's window at a time:
+  its temporaries stay near one input, not `taps x input` (98 MiB here, the
+  size autodiff of the unrolled sum gave; 32 GB for 31x31 on 32x512x512)."""
+  if jax.default_backend() != "cpu":
+    pytest.skip("measured against XLA:CPU's buffer assignment")
+  x = jax.ShapeDtypeStruct((1, 32, 128, 128), jnp.float32)
+  w = jax.ShapeDtypeStruct((32, 1, 7, 7), jnp.float32)
+  g = geometry_of(x.shape, w.shape, padding=3, groups=32)
+  conv = METHODS["direct"].conv
+  dw = jax.jit(jax.grad(lambda x, w: conv(x, w, g).sum(), argnums=1))
+  temp = dw.lower(x, w).compile().memory_analysis().temp_size_in_bytes
+  one_input = 4 * 32 * 134 * 134
+  assert temp <= 4 * one_input, (temp, one_input)

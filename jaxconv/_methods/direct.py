@@ -7,17 +7,28 @@ group) are plain broadcast multiplies, so a depthwise conv costs
 `prod(kernel)` fused multiply-adds per output with no GEMM and no patch tensor.
 Work is `O(N * C_out * C_in/groups * prod(out) * prod(kernel))`, memory
 `O(input + output)`: it wins for depthwise and small channel counts.
+
+Its depthwise weight gradient is written by hand (`_weight_term`): autodiff of
+the unrolled sum gives one reduction per tap, which XLA:CPU merges into one
+reduction over every tap's window at once, a `taps x input` temporary (32 GB
+for a 31x31 kernel on 32x512x512). A `lax.scan` over the taps instead reduces
+one window at a time, in `O(input)` memory.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 from .._geometry import Geometry
 from .._padding import pad_and_dilate
-from .._patches import window_slices
+from .._patches import kernel_offsets, window_slices
 from .common import (acc_dtype, check_pass, grouped_matmul, itemsize, out_dtype,
                      padded_input_bytes, sizes, unrolled_taps_reason, working_set_bytes)
 
@@ -81,6 +92,66 @@ def temp_bytes(g: Geometry) -> int:
 
 
 def conv(x, w, g: Geometry):
+  """Sum over kernel taps of strided input slices times the tap's weights."""
+  if g.in_channels_per_group == 1:
+    return _one_channel_per_group(x, w, g)
+  return _unrolled(x, w, g)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _one_channel_per_group(x, w, g: Geometry):
+  """`_unrolled` for depthwise (and 1-channel broadcast) kernels, whose
+  tangent in `w` is `_weight_term`: reverse mode transposes that scan into one
+  window reduction per tap, never all taps' windows at once."""
+  return _unrolled(x, w, g)
+
+
+@functools.partial(_one_channel_per_group.defjvp, symbolic_zeros=True)
+def _one_channel_per_group_jvp(g: Geometry, primals, tangents):
+  x, w = primals
+  tx, tw = tangents
+  y = _one_channel_per_group(x, w, g)
+  terms = []
+  if not isinstance(tx, SymbolicZero):
+    terms.append(_unrolled(tx, w, g))
+  if not isinstance(tw, SymbolicZero):
+    terms.append(_weight_term(x, tw, g))
+  if not terms:
+    return y, jnp.zeros_like(y)
+  return y, functools.reduce(jnp.add, terms).astype(y.dtype)
+
+
+def _weight_term(x, w, g: Geometry):
+  """`conv(x, w)` for one input channel per group, as a `lax.scan` over taps.
+
+  Each step slices one tap's window (a `dynamic_slice` at the tap's offset)
+  and accumulates it times the tap's weights. Its transpose in `w`, the
+  weight gradient, is the same scan reducing `window * dy` per tap.
+  """
+  n, groups, og = g.batch, g.groups, g.out_channels_per_group
+  acc = acc_dtype(g)
+  xp = pad_and_dilate(x, g)
+  starts = np.array([[0, 0, *(o * d for o, d in zip(offset, g.dilation))]
+                     for offset in kernel_offsets(g.kernel_size)], np.int32)
+  extent = [(o - 1) * s + 1 for o, s in zip(g.out_spatial, g.stride)]
+  taps = w.reshape(groups, og, -1).transpose(2, 0, 1)       # (T, G, Og)
+  out = (n, groups, og, math.prod(g.out_spatial))
+
+  def step(total, tap_and_start):
+    tap, start = tap_and_start
+    window = lax.dynamic_slice(xp, tuple(start), (n, groups, *extent))
+    window = lax.slice(window, (0,) * window.ndim, window.shape, (1, 1, *g.stride))
+    cols = window.reshape(n, groups, 1, out[-1]).astype(acc)
+    return total + cols * tap.astype(acc)[None, :, :, None], None
+
+  # Rematerialised: otherwise linearising the scan keeps every window for the
+  # transpose, the very `taps x input` residual this avoids.
+  step = jax.checkpoint(step, prevent_cse=False)
+  total, _ = lax.scan(step, jnp.zeros(out, acc), (taps, starts))
+  return total.reshape(g.out_shape).astype(out_dtype(g))
+
+
+def _unrolled(x, w, g: Geometry):
   """Sum over kernel taps of strided input slices times the tap's weights."""
   n, groups = g.batch, g.groups
   cg, og = g.in_channels_per_group, g.out_channels_per_group
