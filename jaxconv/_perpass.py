@@ -23,12 +23,13 @@ from jax.custom_derivatives import SymbolicZero
 
 from ._geometry import Geometry
 from ._methods import METHODS, hook
+from ._methods.common import PASSES
 from ._padding import method_geometry, pad_mode
 
 PERIODIC = " (periodic)"
 
 
-def pass_conv(name: str, padded: bool):
+def pass_conv(name: str, padded: bool, pass_: str = "fwd"):
   """The `(x, w, g) -> y` function of candidate `name` for a pass.
 
   Args:
@@ -37,10 +38,13 @@ def pass_conv(name: str, padded: bool):
     padded: True when the caller already applied the padding mode (`g` is a
       method geometry); False when `x` is unpadded and `g` the user geometry,
       so a non-periodic method pads first.
+    pass_: 'dw' takes the method's `weight_term` where it has one: the same
+      convolution, written so that its transpose in `w` is a good dW pass.
   """
   if name.endswith(PERIODIC):
     return hook(name[:-len(PERIODIC)], "periodic").periodic_conv
-  conv = METHODS[name].conv
+  module = METHODS[name]
+  conv = getattr(module, "weight_term", module.conv) if pass_ == "dw" else module.conv
   if padded:
     return conv
   return functools.partial(_pad_then, conv)
@@ -76,7 +80,7 @@ def per_pass(fwd: str, dx: str, dw: str, padded: bool = True):
     >>> bool(jnp.allclose(dx, rx, atol=1e-5) and jnp.allclose(dw, rw, atol=1e-5))
     True
   """
-  f_fwd, f_dx, f_dw = (pass_conv(m, padded) for m in (fwd, dx, dw))
+  f_fwd, f_dx, f_dw = (pass_conv(m, padded, p) for m, p in zip((fwd, dx, dw), PASSES))
 
   @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
   def conv(x, w, g):

@@ -17,6 +17,7 @@ import jaxconv
 from jaxconv._methods import (HOOKS, METHODS, REQUIRED, SPREAD_TEXT, hook, missing,
                               nonfinite_spread, supporting)
 from jaxconv._methods.common import PASSES, PURPOSES, UNROLLED_TAP_CAPS
+from jaxconv._perpass import per_pass
 
 GEOMETRIES = {
     "dense-3x3": ((4, 16, 32, 32), (16, 16, 3, 3), dict(padding=1)),
@@ -123,3 +124,31 @@ def test_direct_depthwise_weight_gradient_needs_no_window_per_tap():
   temp = dw.lower(x, w).compile().memory_analysis().temp_size_in_bytes
   one_input = 4 * 32 * 134 * 134
   assert temp <= 4 * one_input, (temp, one_input)
+
+
+@pytest.mark.parametrize("name", [m for m in METHODS if hasattr(METHODS[m], "weight_term")])
+def test_weight_term_is_the_same_convolution(name):
+  """A method's optional `weight_term` computes its `conv`, on depthwise,
+  broadcast (one input channel, several outputs per group) and dense kernels."""
+  rng = np.random.default_rng(0)
+  for x_shape, w_shape, kw in [((2, 4, 9, 8), (4, 1, 3, 2), dict(groups=4, padding=1)),
+                               ((2, 2, 9, 8), (6, 1, 3, 3), dict(groups=2, stride=2)),
+                               ((1, 3, 7, 7), (2, 3, 2, 2), dict(dilation=2))]:
+    g = geometry_of(x_shape, w_shape, "float64", **kw)
+    x, w = jnp.asarray(rng.normal(size=x_shape)), jnp.asarray(rng.normal(size=w_shape))
+    np.testing.assert_allclose(METHODS[name].weight_term(x, w, g),
+                               METHODS[name].conv(x, w, g), rtol=1e-12, atol=1e-12)
+
+
+def test_per_pass_dw_uses_the_weight_term():
+  """A plan whose dW pass is direct gets direct's depthwise weight gradient
+  (one window at a time), not autodiff's of the unrolled sum."""
+  if jax.default_backend() != "cpu":
+    pytest.skip("measured against XLA:CPU's buffer assignment")
+  x = jax.ShapeDtypeStruct((1, 32, 128, 128), jnp.float32)
+  w = jax.ShapeDtypeStruct((32, 1, 7, 7), jnp.float32)
+  g = geometry_of(x.shape, w.shape, padding=3, groups=32)
+  conv = per_pass("fft", "fft", "direct")
+  dw = jax.jit(jax.grad(lambda x, w: conv(x, w, g).sum(), argnums=1))
+  temp = dw.lower(x, w).compile().memory_analysis().temp_size_in_bytes
+  assert temp <= 4 * (4 * 32 * 134 * 134), temp

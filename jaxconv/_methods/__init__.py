@@ -40,6 +40,11 @@ Optional attributes:
   'window' (default: only the outputs whose window reads it), 'line' (every
   output of the lines that read its line) or 'block' (every output of its
   transform block). `select_method` reports it; see `nonfinite_spread`.
+* `weight_term(x, w, g)`: `conv(x, w, g)` written for its transpose in `w`,
+  where autodiff of `conv` makes a poor weight gradient. Per-pass plans
+  (`jaxconv._perpass`) use it for their dW pass; the method's own `conv`
+  should use it in its `custom_jvp` too (direct: depthwise dW one tap at a
+  time instead of every tap's window at once).
 * `ROUNDING`: 'sum' (default: error grows with the reduction length, exact on
   small integers) or 'transform' (also with log2 of the transform size); read
   by `jaxconv.testing.tolerance`.

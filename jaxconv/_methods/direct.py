@@ -8,7 +8,7 @@ group) are plain broadcast multiplies, so a depthwise conv costs
 Work is `O(N * C_out * C_in/groups * prod(out) * prod(kernel))`, memory
 `O(input + output)`: it wins for depthwise and small channel counts.
 
-Its depthwise weight gradient is written by hand (`_weight_term`): autodiff of
+Its depthwise weight gradient is written by hand (`weight_term`): autodiff of
 the unrolled sum gives one reduction per tap, which XLA:CPU merges into one
 reduction over every tap's window at once, a `taps x input` temporary (32 GB
 for a 31x31 kernel on 32x512x512). A `lax.scan` over the taps instead reduces
@@ -101,7 +101,7 @@ def conv(x, w, g: Geometry):
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _one_channel_per_group(x, w, g: Geometry):
   """`_unrolled` for depthwise (and 1-channel broadcast) kernels, whose
-  tangent in `w` is `_weight_term`: reverse mode transposes that scan into one
+  tangent in `w` is `weight_term`: reverse mode transposes that scan into one
   window reduction per tap, never all taps' windows at once."""
   return _unrolled(x, w, g)
 
@@ -115,19 +115,24 @@ def _one_channel_per_group_jvp(g: Geometry, primals, tangents):
   if not isinstance(tx, SymbolicZero):
     terms.append(_unrolled(tx, w, g))
   if not isinstance(tw, SymbolicZero):
-    terms.append(_weight_term(x, tw, g))
+    terms.append(weight_term(x, tw, g))
   if not terms:
     return y, jnp.zeros_like(y)
   return y, functools.reduce(jnp.add, terms).astype(y.dtype)
 
 
-def _weight_term(x, w, g: Geometry):
-  """`conv(x, w)` for one input channel per group, as a `lax.scan` over taps.
+def weight_term(x, w, g: Geometry):
+  """`conv(x, w, g)` written for its transpose in `w`, the weight gradient
+  (the method contract's optional `weight_term`; `_perpass` uses it for the
+  dW pass).
 
-  Each step slices one tap's window (a `dynamic_slice` at the tap's offset)
-  and accumulates it times the tap's weights. Its transpose in `w`, the
-  weight gradient, is the same scan reducing `window * dy` per tap.
+  With one input channel per group, a `lax.scan` over the taps: each step
+  slices one tap's window (a `dynamic_slice` at the tap's offset) and
+  accumulates it times the tap's weights, so the transpose reduces `window *
+  dy` one tap at a time. Otherwise the unrolled sum, as `conv`.
   """
+  if g.in_channels_per_group != 1:
+    return _unrolled(x, w, g)
   n, groups, og = g.batch, g.groups, g.out_channels_per_group
   acc = acc_dtype(g)
   xp = pad_and_dilate(x, g)
