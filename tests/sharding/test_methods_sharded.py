@@ -51,9 +51,21 @@ def _reference(name):
   return x, w, b, y
 
 
-@pytest.mark.parametrize("mesh_type", list(MESH_TYPES))
-@pytest.mark.parametrize("method", [*jaxconv.method_names(), "auto"])
-@pytest.mark.parametrize("name", list(GEOMETRIES))
+def _batch_sharded_grid():
+  """(geometry, method, mesh type) rows: lax (XLA's SPMD partitioner) and auto
+  on every mesh type; the other methods (one shard_map route for every mesh
+  type) as a Latin square, each geometry and each method meeting every mesh
+  type: 60 rows instead of 108 compiles of forward and backward."""
+  rows = []
+  for i, name in enumerate(GEOMETRIES):
+    for j, method in enumerate([*jaxconv.method_names(), "auto"]):
+      for k, mesh_type in enumerate(MESH_TYPES):
+        if method in ("lax", "auto") or (i + j) % len(MESH_TYPES) == k:
+          rows.append(pytest.param(name, method, mesh_type, id=f"{name}-{method}-{mesh_type}"))
+  return rows
+
+
+@pytest.mark.parametrize("name,method,mesh_type", _batch_sharded_grid())
 def test_batch_sharded_is_local_and_matches_lax(name, method, mesh_type):
   x, w, b, ref = _reference(name)
   kw = GEOMETRIES[name][2]
