@@ -19,7 +19,7 @@ from jax import lax
 from jax.sharding import NamedSharding, PartitionSpec
 
 from . import _autotune, _budget, _perpass, _select, _spmd
-from ._geometry import (Geometry, make_geometry, make_lax_geometry,
+from ._geometry import (Geometry, array_arg, make_geometry, make_lax_geometry,
                         make_transpose_geometry, shape_of)
 from ._methods import METHODS, hook, supporting
 from ._padding import method_geometry, pad_mode
@@ -58,9 +58,10 @@ def _check_supported(method: str, g: Geometry, budget: int, fn: str, *,
   if why is not None:
     others = [m for m in supporting(gm) if m != method
               and _budget.over(METHODS[m].temp_bytes(gm), budget) is None]
+    use = (f"use {', '.join(repr(m) for m in others)} or 'auto'" if others else
+           "no method fits: raise `memory_budget`")
     raise NotImplementedError(
-        f"{fn}: method={method!r} does not support this convolution ({why}); use "
-        f"{', '.join(repr(m) for m in others)} or 'auto'.")
+        f"{fn}: method={method!r} does not support this convolution ({why}); {use}.")
 
 
 @functools.lru_cache(maxsize=None)
@@ -86,13 +87,11 @@ def _check_bias(b, out_channels: int, fn: str, x_dtype=None) -> None:
 
 
 def _check_arrays(fn: str, **arrays) -> None:
-  """Abstract shapes are not arrays: a clear TypeError instead of numpy's."""
+  """Array arguments (None: an omitted bias) are arrays, not abstract shapes:
+  a clear TypeError instead of numpy's (`_geometry.array_arg`)."""
   for name, a in arrays.items():
-    if isinstance(a, jax.ShapeDtypeStruct):
-      raise TypeError(
-          f"{fn}: `{name}` must be an array, not a jax.ShapeDtypeStruct (for shapes "
-          f"only, use jax.eval_shape(jaxconv.conv, ...) or jaxconv.select_method); "
-          f"got {name}={a!r}.")
+    if a is not None:
+      array_arg(a, name, fn)
 
 
 def _add_bias(y, b):

@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -173,7 +174,7 @@ def ntuple(value, rank: int, name: str, fn: str, *, minimum: int = 1) -> tuple[i
   """An int or a per-dim sequence of ints -> a `rank`-tuple, each >= `minimum`."""
   if is_int(value):
     out = (int(value),) * rank
-  elif isinstance(value, Sequence) and not isinstance(value, str):
+  elif _int_sequence(value):
     if not all(is_int(v) for v in value):
       raise TypeError(
           f"{fn}: `{name}` must be an int or a sequence of ints; got {name}={value!r}.")
@@ -189,6 +190,14 @@ def ntuple(value, rank: int, name: str, fn: str, *, minimum: int = 1) -> tuple[i
     what = "positive" if minimum == 1 else f">= {minimum}"
     raise ValueError(f"{fn}: `{name}` must be {what}; got {name}={value!r}.")
   return out
+
+
+def _int_sequence(value) -> bool:
+  """A sequence that may hold ints: not a string; a 1-D integer NumPy array
+  counts (lax takes one for `window_strides` and the dilations)."""
+  if isinstance(value, np.ndarray):
+    return value.ndim == 1 and value.dtype.kind in "iu"
+  return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
 
 
 def normalize_padding(padding, in_spatial: Sequence[int], kernel_size: Sequence[int],
@@ -245,6 +254,104 @@ def shape_of(a, name: str, fn: str) -> tuple[int, ...]:
         f"{fn}: `{name}` must be an array (jax.Array, np.ndarray or tracer); "
         f"got {type(a).__name__}.")
   return tuple(int(s) for s in shape)
+
+
+def array_arg(a: Any, name: str, fn: str, *, array_like: bool = False) -> Any:
+  """`a`, checked to be an array argument of `fn`: a `jax.Array`, NumPy array
+  or tracer, of numbers (TypeError otherwise).
+
+  A `jax.ShapeDtypeStruct` is refused with a pointer to `jax.eval_shape`:
+  it has a shape but no values. With `array_like=True` (scipy-style
+  functions) a number or a nested list/tuple of numbers is accepted too: a
+  Python number is returned as it is (JAX's weak type), anything else as a
+  NumPy array.
+  """
+  if isinstance(a, jax.ShapeDtypeStruct):
+    raise TypeError(
+        f"{fn}: `{name}` must be an array, not a jax.ShapeDtypeStruct (for shapes only, "
+        f"use jax.eval_shape({fn}, ...)); got {name}={a!r}.")
+  is_array = getattr(a, "shape", None) is not None and getattr(a, "dtype", None) is not None
+  if array_like and isinstance(a, (bool, int, float, complex)):
+    return a
+  if array_like and not is_array and (
+      isinstance(a, (list, tuple, np.generic))):
+    try:
+      a = np.asarray(a)
+    except ValueError:   # ragged nesting
+      raise TypeError(
+          f"{fn}: `{name}` must be an array or a nested list of numbers of one shape; "
+          f"got a ragged {type(a).__name__}.") from None
+    is_array = True
+  if not is_array:
+    kinds = ("an array, a number or a nested list of numbers" if array_like
+             else "an array (jax.Array, np.ndarray or tracer)")
+    raise TypeError(f"{fn}: `{name}` must be {kinds}; got {type(a).__name__}.")
+  if isinstance(a, np.ndarray) and a.dtype.kind not in "biufcV":
+    raise TypeError(
+        f"{fn}: `{name}` must hold numbers; got an array of dtype {a.dtype} "
+        f"({name}.shape={a.shape}).")
+  return a
+
+
+def as_jax(a: Any) -> jax.Array:
+  """An `array_arg` result as a `jax.Array`, tracing nothing: a NumPy array is
+  `device_put` (`jnp.asarray` traces and compiles a conversion for each new
+  shape, which would come before the remaining checks); jax arrays and
+  tracers pass through."""
+  return jax.device_put(a) if isinstance(a, np.ndarray) else jnp.asarray(a)
+
+
+def shape_arg(value, name: str, fn: str) -> tuple[int, ...]:
+  """An array shape given as a sequence of ints (`x_shape`, ...) -> a tuple."""
+  if not _int_sequence(value) or not all(is_int(v) for v in value):
+    raise TypeError(f"{fn}: `{name}` must be a sequence of ints; got {name}={value!r}.")
+  return tuple(int(v) for v in value)
+
+
+def dtype_arg(dtype, fn: str, name: str = "dtype") -> np.dtype:
+  """`dtype` as a NumPy dtype: a dtype, a scalar type or its name (TypeError
+  otherwise; None too: the public functions default to a dtype, not None)."""
+  try:
+    if dtype is None:
+      raise TypeError
+    return np.dtype(dtype)
+  except TypeError:
+    raise TypeError(
+        f"{fn}: `{name}` must be a NumPy/JAX dtype or its name; got {name}={dtype!r}."
+    ) from None
+
+
+def check_bool(value, name: str, fn: str) -> bool:
+  """`value` must be a bool (a NumPy bool too): TypeError for 1, 'yes', None."""
+  if not isinstance(value, (bool, np.bool_)):
+    raise TypeError(f"{fn}: `{name}` must be a bool; got {name}={value!r}.")
+  return bool(value)
+
+
+def check_key(key, name: str, fn: str):
+  """`key` must be one PRNG key: a typed key (`jax.random.key`) of shape (),
+  or a raw key (`jax.random.PRNGKey`) of the default implementation's shape."""
+  dtype = getattr(key, "dtype", None)
+  shape = getattr(key, "shape", None)
+  if dtype is not None and shape is not None and not isinstance(key, jax.ShapeDtypeStruct):
+    if jnp.issubdtype(dtype, jax.dtypes.prng_key):
+      if tuple(shape) == ():
+        return key
+    elif np.dtype(dtype) == np.uint32 and tuple(shape) == _raw_key_shape():
+      return key
+  what = (f"an array of dtype {dtype} and shape {tuple(shape)}"
+          if dtype is not None and shape is not None
+          and not isinstance(key, jax.ShapeDtypeStruct) else f"{name}={key!r}")
+  raise TypeError(
+      f"{fn}: `{name}` must be one PRNG key, jax.random.key(seed) (or a raw uint32 "
+      f"jax.random.PRNGKey(seed)); got {what}.")
+
+
+def _raw_key_shape() -> tuple[int, ...]:
+  """The shape of a raw key of the default PRNG implementation (`(2,)` for
+  threefry; `jax_default_prng_impl` may change it), from an abstract
+  evaluation: nothing runs."""
+  return tuple(jax.eval_shape(lambda: jax.random.PRNGKey(0)).shape)
 
 
 _PRECISION_NAMES = ("highest", "float32", "high", "bfloat16_3x", "tensorfloat32", "default",
@@ -354,7 +461,7 @@ def make_geometry(fn: str, x, w, *, stride=1, padding=0, dilation=1, lhs_dilatio
         f"{fn}: `x` and `w` must have the same dtype; got x.dtype={np.dtype(x.dtype)} "
         f"and w.dtype={np.dtype(w.dtype)}.")
   rank = len(x_shape) - 2
-  groups = _positive_int(groups, "groups", fn)
+  groups = positive_int(groups, "groups", fn)
   c_in, c_out = x_shape[1], w_shape[0]
   if c_in % groups:
     raise ValueError(
@@ -382,8 +489,7 @@ def make_geometry(fn: str, x, w, *, stride=1, padding=0, dilation=1, lhs_dilatio
     raise ValueError(
         f"{fn}: unknown `padding_mode`; got padding_mode={padding_mode!r}, expected one "
         f"of {', '.join(repr(m) for m in PADDING_MODES)}.")
-  if not isinstance(flip, (bool, np.bool_)):
-    raise TypeError(f"{fn}: `flip` must be a bool; got flip={flip!r}.")
+  check_bool(flip, "flip", fn)
   # As lax.conv_general_dilated: padding strings see the undilated input shape.
   pads = normalize_padding(padding, x_shape[2:], w_shape[2:], stride, dilation, fn)
   if padding_mode != "zeros":
@@ -428,7 +534,7 @@ def make_transpose_geometry(fn: str, x, w, *, stride=1, padding=0, output_paddin
     raise ValueError(
         f"{fn}: `x` must be (N, C_in, *spatial) and `w` (C_in, C_out // groups, *kernel) "
         f"of the same rank; got x.shape={x_shape} and w.shape={w_shape}.")
-  groups = _positive_int(groups, "groups", fn)
+  groups = positive_int(groups, "groups", fn)
   if w_shape[0] != x_shape[1]:
     raise ValueError(
         f"{fn}: w.shape[0] must equal the input channels C_in={x_shape[1]} (PyTorch's "
@@ -514,24 +620,28 @@ def make_lax_geometry(fn: str, lhs, rhs, window_strides, padding, lhs_dilation=N
   rank = len(lhs_shape) - 2
   dnums = _dimension_numbers(lhs_shape, rhs_shape, dimension_numbers, fn)
   if isinstance(padding, np.ndarray):   # lax takes an int array of (lo, hi) rows too
-    padding = tuple(tuple(row) for row in padding.tolist())
+    padding = (tuple(tuple(row) for row in padding.tolist()) if padding.ndim == 2
+               else padding.tolist())
   _check_lax_padding(padding, rank, fn)
-  feature_group_count = _positive_int(feature_group_count, "feature_group_count", fn)
-  batch_group_count = _positive_int(batch_group_count, "batch_group_count", fn)
+  feature_group_count = positive_int(feature_group_count, "feature_group_count", fn)
+  batch_group_count = positive_int(batch_group_count, "batch_group_count", fn)
   if feature_group_count > 1 and batch_group_count > 1:
     raise ValueError(
         f"{fn}: at most one of `feature_group_count` and `batch_group_count` may be > 1; "
         f"got {feature_group_count} and {batch_group_count}.")
-  if (isinstance(padding, str) and lhs_dilation is not None
-      and any(d != 1 for d in np.atleast_1d(lhs_dilation))):
-    raise ValueError(
-        f"{fn}: string `padding` is ambiguous with `lhs_dilation` (as in lax); got "
-        f"padding={padding!r} and lhs_dilation={tuple(lhs_dilation)}. Give explicit "
-        "(lo, hi) pairs or use jaxconv.conv_transpose.")
   if isinstance(window_strides, (int, np.integer)) or window_strides is None:
     raise TypeError(
         f"{fn}: `window_strides` must be a sequence of {rank} ints; got "
         f"window_strides={window_strides!r}.")
+  # Checked here under lax's names (make_geometry would call them stride/dilation).
+  window_strides = ntuple(window_strides, rank, "window_strides", fn)
+  rhs_dilation = ntuple(1 if rhs_dilation is None else rhs_dilation, rank, "rhs_dilation", fn)
+  lhs_dilation = ntuple(1 if lhs_dilation is None else lhs_dilation, rank, "lhs_dilation", fn)
+  if isinstance(padding, str) and any(d != 1 for d in lhs_dilation):
+    raise ValueError(
+        f"{fn}: string `padding` is ambiguous with `lhs_dilation` (as in lax); got "
+        f"padding={padding!r} and lhs_dilation={lhs_dilation}. Give explicit "
+        "(lo, hi) pairs or use jaxconv.conv_transpose.")
   x_shape = tuple(lhs_shape[i] for i in dnums.lhs_spec)
   w_shape = tuple(rhs_shape[i] for i in dnums.rhs_spec)
   groups = feature_group_count
@@ -545,10 +655,8 @@ def make_lax_geometry(fn: str, lhs, rhs, window_strides, padding, lhs_dilation=N
     x_shape = (n // batch_group_count, batch_group_count * c, *x_shape[2:])
     groups = batch_group_count
   g = make_geometry(fn, _Spec(x_shape, lhs.dtype), _Spec(w_shape, rhs.dtype),
-                    stride=window_strides, padding=padding,
-                    dilation=1 if rhs_dilation is None else rhs_dilation,
-                    lhs_dilation=1 if lhs_dilation is None else lhs_dilation,
-                    groups=groups, precision=precision,
+                    stride=window_strides, padding=padding, dilation=rhs_dilation,
+                    lhs_dilation=lhs_dilation, groups=groups, precision=precision,
                     preferred_element_type=preferred_element_type, allow_empty=True)
   return LaxCall(dnums, batch_group_count, g)
 
@@ -608,13 +716,29 @@ def _check_lax_padding(padding, rank: int, fn: str) -> None:
         f"lax; got padding={padding!r} of length {len(padding)}.")
 
 
-def _positive_int(value, name: str, fn: str) -> int:
-  """`value` as an int >= 1: TypeError for a non-int, ValueError for < 1."""
+def positive_int(value, name: str, fn: str, *, minimum: int = 1) -> int:
+  """`value` as an int >= `minimum` (1: positive, 0: non-negative): TypeError
+  for a non-int (a bool included), ValueError below the minimum."""
   if not is_int(value):
     raise TypeError(f"{fn}: `{name}` must be an int; got {name}={value!r}.")
-  if value < 1:
-    raise ValueError(f"{fn}: `{name}` must be positive; got {name}={value}.")
+  if value < minimum:
+    what = {1: "positive", 0: "non-negative"}.get(minimum, f">= {minimum}")
+    raise ValueError(f"{fn}: `{name}` must be {what}; got {name}={value}.")
   return int(value)
+
+
+def positive_real(value, name: str, fn: str) -> float:
+  """`value` as a finite float > 0 (`sigma`, `tol`): TypeError for anything but
+  a Python or NumPy real number (a bool, a string, a JAX array), ValueError for
+  0, negatives, inf and NaN."""
+  if isinstance(value, (bool, np.bool_)) or not isinstance(
+      value, (int, float, np.integer, np.floating)):
+    raise TypeError(
+        f"{fn}: `{name}` must be a Python or NumPy real number (it is static); "
+        f"got {name}={value!r}.")
+  if not (math.isfinite(value) and value > 0):
+    raise ValueError(f"{fn}: `{name}` must be finite and > 0; got {name}={value!r}.")
+  return float(value)
 
 
 def geometry_of(x_shape: Sequence[int], w_shape: Sequence[int], dtype="float32", *,
@@ -637,20 +761,24 @@ def array_shape(a, name: str, fn: str, layout: str, *, min_rank: int = 0,
   The `ValueError` quotes `layout`, e.g. '(N, C, *spatial) with at least one
   spatial dim'; `_windows` checks its arrays with it too.
   """
-  shape = shape_of(a, name, fn)
+  shape = shape_of(array_arg(a, name, fn), name, fn)
   if len(shape) < min_rank or (rank is not None and len(shape) != rank):
     raise ValueError(f"{fn}: `{name}` must be {layout}; got {name}.shape={shape}.")
   return shape
 
 
 def spatial_sizes(value, name: str, fn: str) -> tuple[int, ...]:
-  """A spatial shape given as an int (1-D) or a sequence of ints -> positive ints."""
+  """A spatial shape given as an int (1-D) or a sequence of ints -> positive
+  ints, at least one."""
   if is_int(value):
-    value = (value,)
-  if not isinstance(value, Sequence) or isinstance(value, str):
+    return (positive_int(value, name, fn),)
+  if not _int_sequence(value):
     raise TypeError(
         f"{fn}: `{name}` must be an int or a sequence of ints; got {name}={value!r}.")
-  return ntuple(tuple(value), len(value), name, fn)
+  if len(value) == 0:
+    raise ValueError(
+        f"{fn}: `{name}` must name at least one spatial dim; got {name}={value!r}.")
+  return ntuple(value, len(value), name, fn)
 
 
 def unfold_geometry(fn, spatial, kernel_size, dilation, padding, stride):

@@ -27,7 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._geometry import Geometry, is_int, make_geometry
+from ._geometry import (Geometry, array_arg, as_jax, check_bool, is_int, make_geometry, ntuple,
+                        positive_int)
 from ._typing import Array, ArrayLike, Padding, Size
 
 DEFAULT_MAX_ELEMENTS = 2**26
@@ -40,9 +41,7 @@ _TOEPLITZ_MODES = ("valid", "full", "same")
 
 def check_budget(fn: str, rows: int, cols: int, max_elements, dtype) -> None:
   """Refuse a dense `rows x cols` matrix over `max_elements`, saying how large it is."""
-  if not is_int(max_elements) or max_elements < 1:
-    raise ValueError(
-        f"{fn}: `max_elements` must be a positive int; got max_elements={max_elements!r}.")
+  positive_int(max_elements, "max_elements", fn)
   size = rows * cols
   if size > max_elements:
     mib = size * np.dtype(dtype).itemsize / 2**20
@@ -53,7 +52,7 @@ def check_budget(fn: str, rows: int, cols: int, max_elements, dtype) -> None:
 
 
 def _as_kernel_1d(k: ArrayLike, fn: str) -> Array:
-  k = jnp.asarray(k)
+  k = as_jax(array_arg(k, "k", fn, array_like=True))
   if k.ndim != 1 or k.shape[0] < 1:
     raise ValueError(
         f"{fn}: `k` must be a non-empty 1-D kernel; got k.shape={tuple(k.shape)}.")
@@ -69,8 +68,7 @@ def _check_n(n, fn: str) -> int:
 
 
 def _check_flip(flip, fn: str) -> None:
-  if not isinstance(flip, (bool, np.bool_)):
-    raise TypeError(f"{fn}: `flip` must be a bool; got flip={flip!r}.")
+  check_bool(flip, "flip", fn)
 
 
 # --- 1-D matrices -------------------------------------------------------------
@@ -100,9 +98,10 @@ def toeplitz_matrix(k: ArrayLike, n: int, mode: str = "valid", *, flip: bool = F
     `(rows, n)` matrix in `k`'s dtype.
 
   Raises:
-    TypeError: `n` not an int, or `flip` not a bool.
+    TypeError: `k` not an array (or a list of numbers), `n` or `max_elements`
+      not an int, or `flip` not a bool.
     ValueError: `k` not a non-empty 1-D array, `n < 1`, `n < m` for 'valid', an
-      unknown `mode`, or a matrix over `max_elements`.
+      unknown `mode`, `max_elements < 1`, or a matrix over `max_elements`.
 
   Example:
     >>> import jax.numpy as jnp, numpy as np, jaxconv
@@ -162,8 +161,10 @@ def circulant_matrix(k: ArrayLike, n: int, *, flip: bool = False,
     `(n, n)` matrix in `k`'s dtype.
 
   Raises:
-    TypeError: `n` not an int, or `flip` not a bool.
-    ValueError: `k` not a non-empty 1-D array, `n < 1`, or over `max_elements`.
+    TypeError: `k` not an array (or a list of numbers), `n` or `max_elements`
+      not an int, or `flip` not a bool.
+    ValueError: `k` not a non-empty 1-D array, `n < 1`, `max_elements < 1`, or
+      over `max_elements`.
 
   Example:
     >>> import jax.numpy as jnp, numpy as np, jaxconv
@@ -223,7 +224,7 @@ def operator_geometry(fn: str, w, input_shape, *, stride, padding, dilation,
     raise TypeError(
         f"{fn}: `input_shape` must be a tuple of ints, (C_in, *spatial) or "
         f"(N, C_in, *spatial); got input_shape={input_shape!r}.")
-  input_shape = tuple(int(s) for s in input_shape)
+  input_shape = ntuple(input_shape, len(input_shape), "input_shape", fn)
   if len(input_shape) == rank + 2:
     input_shape = input_shape[1:]  # the batch size does not change the matrix
   elif len(input_shape) != rank + 1:
@@ -334,8 +335,9 @@ def conv_matrix(w: ArrayLike, input_shape: Sequence[int], *, stride: Size = 1,
   Raises:
     TypeError: `w` not an array, `input_shape` not a tuple of ints, or an
       argument of the wrong kind.
-    ValueError: `input_shape` of the wrong rank or channel count, bad
-      convolution arguments (as `jaxconv.conv`), or a matrix over `max_elements`.
+    ValueError: `input_shape` of the wrong rank or channel count or with a size
+      < 1, bad convolution arguments (as `jaxconv.conv`), or a matrix over
+      `max_elements`.
 
   Example:
     >>> import jax.numpy as jnp, numpy as np, jaxconv
@@ -350,7 +352,7 @@ def conv_matrix(w: ArrayLike, input_shape: Sequence[int], *, stride: Size = 1,
      [0 0 0 0 1 2 0 0 3 4 0 0 0 0 0 0]]
   """
   fn = "jaxconv.conv_matrix"
-  w = jnp.asarray(w)
+  w = as_jax(array_arg(w, "w", fn, array_like=True))
   g = operator_geometry(fn, w, input_shape, stride=stride, padding=padding,
                         dilation=dilation, lhs_dilation=lhs_dilation, groups=groups,
                         padding_mode=padding_mode, flip=flip)

@@ -20,7 +20,7 @@ import numpy as np
 from jax import lax
 
 from . import _conv
-from ._geometry import Geometry, is_int
+from ._geometry import Geometry, array_arg, as_jax, check_key, positive_int, positive_real
 from ._matrices import DEFAULT_MAX_ELEMENTS, check_budget, dense_matrix, operator_geometry
 from ._typing import Array, ArrayLike, Padding, PrecisionLike, Size
 
@@ -124,12 +124,13 @@ class ConvOperator:
 
   def _batched(self, x: ArrayLike, expected: tuple[int, ...],
                name: str) -> tuple[Array, tuple[int, ...]]:
-    x = jnp.asarray(x)
+    fn, arg = f"jaxconv.ConvOperator.{name}", {"matvec": "x", "rmatvec": "y"}[name]
+    x = as_jax(array_arg(x, arg, fn, array_like=True))
     r = len(expected)
     if x.ndim < r or tuple(x.shape[x.ndim - r:]) != expected:
       raise ValueError(
-          f"jaxconv.ConvOperator.{name}: the input must end in shape {expected}; got "
-          f"shape {tuple(x.shape)}.")
+          f"{fn}: `{arg}` must end in shape {expected}; got {arg}.shape="
+          f"{tuple(x.shape)}.")
     return x, tuple(x.shape[:x.ndim - r])
 
   def matvec(self, x: ArrayLike) -> Array:
@@ -142,6 +143,7 @@ class ConvOperator:
       The convolution, trailing shape `out_shape`.
 
     Raises:
+      TypeError: `x` is not an array (or a nested list of numbers).
       ValueError: the trailing shape of `x` is not `in_shape`.
 
     Example:
@@ -170,6 +172,7 @@ class ConvOperator:
       `M.T @ y`, trailing shape `in_shape`.
 
     Raises:
+      TypeError: `y` is not an array (or a nested list of numbers).
       ValueError: the trailing shape of `y` is not `out_shape`.
 
     Example:
@@ -198,7 +201,9 @@ class ConvOperator:
       `(C_out * prod(out), C_in * prod(in))` array in `w`'s dtype.
 
     Raises:
-      ValueError: the matrix would have more than `max_elements` elements.
+      TypeError: `max_elements` is not an int.
+      ValueError: `max_elements` is not positive, or the matrix would have more
+        elements.
 
     Example:
       >>> import jax.numpy as jnp, numpy as np, jaxconv
@@ -229,7 +234,9 @@ class ConvOperator:
       (for the circulant case `prod(n) * min(C_out, C_in)` values).
 
     Raises:
-      ValueError: the dense fallback would be over `max_elements`.
+      TypeError: `max_elements` is not an int.
+      ValueError: `max_elements` is not positive, or the dense fallback would be
+        over it.
 
     Example:
       >>> import jax.numpy as jnp, numpy as np, jaxconv
@@ -240,6 +247,8 @@ class ConvOperator:
       ...   print(op.singular_values())
       [2.    1.414 1.414 0.   ]
     """
+    fn = "jaxconv.ConvOperator.singular_values"
+    positive_int(max_elements, "max_elements", fn)
     g = self.geometry
     if _is_circulant(g):
       symbol, count = _circulant_symbol(self.w, g)
@@ -247,6 +256,7 @@ class ConvOperator:
       s = jnp.repeat(s.reshape(g.groups, -1, s.shape[-1]), count.ravel(), axis=1,
                      total_repeat_length=int(count.sum()))
     else:
+      check_budget(fn, *self.shape, max_elements, self.w.dtype)
       s = jnp.linalg.svd(self.as_matrix(max_elements=max_elements), compute_uv=False)
     return -jnp.sort(-s.ravel())
 
@@ -278,7 +288,9 @@ class ConvOperator:
       Scalar, in `w`'s real dtype.
 
     Raises:
-      ValueError: `tol` not positive or `max_iters` not a positive int.
+      TypeError: `tol` not a real number, `max_iters` not an int, or `key` not
+        one PRNG key.
+      ValueError: `tol` not finite and > 0, or `max_iters` not positive.
 
     Example:
       >>> import jax.numpy as jnp, numpy as np, jaxconv
@@ -287,12 +299,10 @@ class ConvOperator:
       1.9616
     """
     fn = "jaxconv.ConvOperator.spectral_norm"
-    if (not isinstance(tol, (float, int, np.floating, np.integer))
-        or isinstance(tol, bool) or not tol > 0):
-      raise ValueError(f"{fn}: `tol` must be a positive number; got tol={tol!r}.")
-    if not is_int(max_iters) or max_iters < 1:
-      raise ValueError(
-          f"{fn}: `max_iters` must be a positive int; got max_iters={max_iters!r}.")
+    positive_real(tol, "tol", fn)
+    positive_int(max_iters, "max_iters", fn)
+    if key is not None:
+      check_key(key, "key", fn)
     g = self.geometry
     if _is_circulant(g):
       return jnp.max(jnp.linalg.svd(_circulant_symbol(self.w, g)[0], compute_uv=False))
@@ -357,7 +367,7 @@ def conv_operator(w: ArrayLike, input_shape: Sequence[int], *, stride: Size = 1,
     True
   """
   fn = "jaxconv.conv_operator"
-  w = jnp.asarray(w)
+  w = as_jax(array_arg(w, "w", fn, array_like=True))
   g = operator_geometry(fn, w, input_shape, stride=stride, padding=padding,
                         dilation=dilation, lhs_dilation=lhs_dilation, groups=groups,
                         padding_mode=padding_mode, flip=flip, precision=precision)

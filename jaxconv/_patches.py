@@ -144,15 +144,16 @@ def unfold(x: ArrayLike, kernel_size: Size, *, dilation: Size = 1, padding: Padd
   fn = "jaxconv.unfold"
   shape = array_shape(x, "x", fn, "(N, C, *spatial) with at least one spatial dim",
                       min_rank=3)
-  x = jnp.asarray(x)
   k, d, pads, s, out = unfold_geometry(fn, shape[2:], kernel_size, dilation, padding, stride)
   budget = memory_budget_bytes(memory_budget, fn)
-  size = math.prod(shape[:2]) * math.prod(k) * math.prod(out) * np.dtype(x.dtype).itemsize
+  itemsize = np.dtype(jnp.result_type(x)).itemsize   # canonical, as jnp.asarray(x) will be
+  size = math.prod(shape[:2]) * math.prod(k) * math.prod(out) * itemsize
   if size > budget:
     raise ValueError(
         f"{fn}: the patches would take {human(size)}, over the memory budget of "
         f"{human(budget)} (`memory_budget` or ${ENV_VAR}); got x.shape={shape}, "
         f"kernel_size={k}: use jaxconv.conv for a convolution, it need not unfold.")
+  x = jnp.asarray(x)
   patches = extract_patches(_pad(x, pads), k, d, s, out)
   return patches.reshape(shape[0], shape[1] * math.prod(k), math.prod(out))
 

@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 from . import _budget
-from ._geometry import Geometry, is_int, make_geometry
+from ._geometry import Geometry, dtype_arg, make_geometry, shape_arg
 from ._methods import METHODS, SPREAD_TEXT, hook, nonfinite_spread
 from ._methods.common import PASSES, check_pass
 from ._padding import method_geometry
@@ -310,13 +310,6 @@ _CONV_KWARGS = ("stride", "padding", "dilation", "groups", "padding_mode", "flip
                 "precision")
 
 
-def _shape(value, name: str, fn: str) -> tuple[int, ...]:
-  if (isinstance(value, (str, bytes)) or not hasattr(value, "__len__")
-      or not all(is_int(v) for v in value)):
-    raise TypeError(f"{fn}: `{name}` must be a sequence of ints; got {name}={value!r}.")
-  return tuple(int(v) for v in value)
-
-
 def select_method(x_shape: Shape, w_shape: Shape, dtype: DTypeLike = "float32", *,
                   backend: str | None = None, finite_locality: bool = False,
                   **conv_kwargs: Any) -> Plan:
@@ -369,17 +362,12 @@ def select_method(x_shape: Shape, w_shape: Shape, dtype: DTypeLike = "float32", 
     raise TypeError(
         f"{fn}: unknown keyword argument(s) {', '.join(unknown)}; accepted: "
         f"{', '.join(_CONV_KWARGS)}, backend, finite_locality.")
-  try:
-    dt = np.dtype(dtype)
-  except TypeError:
-    raise TypeError(
-        f"{fn}: `dtype` must be a NumPy/JAX dtype or its name; got dtype={dtype!r}."
-    ) from None
+  dt = dtype_arg(dtype, fn)
   if backend is not None and not isinstance(backend, str):
     raise TypeError(f"{fn}: `backend` must be a string or None; got backend={backend!r}.")
   check_finite_locality(finite_locality, fn)
-  x = jax.ShapeDtypeStruct(_shape(x_shape, "x_shape", fn), dt)
-  w = jax.ShapeDtypeStruct(_shape(w_shape, "w_shape", fn), dt)
+  x = jax.ShapeDtypeStruct(shape_arg(x_shape, "x_shape", fn), dt)
+  w = jax.ShapeDtypeStruct(shape_arg(w_shape, "w_shape", fn), dt)
   return select(make_geometry(fn, x, w, **conv_kwargs), backend,
                 finite_locality=finite_locality)
 

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.sharding import AbstractMesh, Mesh, NamedSharding, PartitionSpec
 
-from ._conv import _check_bias, _check_method, conv
+from ._conv import _check_arrays, _check_bias, _check_method, conv
 from ._geometry import Geometry, make_geometry
 from ._padding import pad_mode
 from ._typing import Array, ArrayLike
@@ -305,6 +305,7 @@ def sharded_conv(x: ArrayLike, w: ArrayLike, b: ArrayLike | None = None, *,
         f"batch_axis, spatial_axes and jaxconv.conv's {', '.join(CONV_KWARGS)}.")
   method = conv_kwargs.get("method", "auto")
   _check_method(method, _FN)
+  _check_arrays(_FN, x=x, w=w, b=b)
   geo = {k: v for k, v in conv_kwargs.items() if k != "method"}
   g = make_geometry(_FN, x, w, **geo)
   _check_bias(b, g.out_channels, _FN, g.dtype)

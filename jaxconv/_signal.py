@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._geometry import is_int, make_geometry
+from ._geometry import array_arg, as_jax, check_bool, is_int, make_geometry
 from ._methods import fft
 from ._typing import Array, ArrayLike
 
@@ -85,8 +85,7 @@ def next_fast_len(target: int, real: bool = False) -> int:
   fn = "jaxconv.next_fast_len"
   if not is_int(target):
     raise TypeError(f"{fn}: `target` must be an int; got target={target!r}.")
-  if not isinstance(real, (bool, np.bool_)):
-    raise TypeError(f"{fn}: `real` must be a bool; got real={real!r}.")
+  check_bool(real, "real", fn)
   if target < 0:
     raise ValueError(f"{fn}: `target` must be non-negative; got target={target}.")
   return 0 if target == 0 else fft.fast_len(int(target))
@@ -94,13 +93,21 @@ def next_fast_len(target: int, real: bool = False) -> int:
 
 # --- argument handling --------------------------------------------------------
 
-def _check_mode_method(mode, method, fn, methods=_METHODS):
+_NO_METHOD = object()
+
+
+def _check_args(fn: str, in1, in2, mode, method=_NO_METHOD) -> tuple[Array, Array]:
+  """The inputs as arrays (scipy's array-likes: numbers, nested lists), a known
+  `mode` and, for `convolve`/`correlate` (`method` given), a known `method`."""
+  in1 = array_arg(in1, "in1", fn, array_like=True)
+  in2 = array_arg(in2, "in2", fn, array_like=True)
   if not isinstance(mode, str) or mode not in _MODES:
     raise ValueError(f"{fn}: unknown `mode`; got mode={mode!r}, expected one of "
                      f"{', '.join(repr(m) for m in _MODES)}.")
-  if method is not None and (not isinstance(method, str) or method not in methods):
+  if method is not _NO_METHOD and (not isinstance(method, str) or method not in _METHODS):
     raise ValueError(f"{fn}: unknown `method`; got method={method!r}, expected one of "
-                     f"{', '.join(repr(m) for m in methods)}.")
+                     f"{', '.join(repr(m) for m in _METHODS)}.")
+  return as_jax(in1), as_jax(in2)
 
 
 def _normalize_axes(axes, ndim: int, fn: str) -> list[int]:
@@ -350,6 +357,8 @@ def convolve(in1: ArrayLike, in2: ArrayLike, mode: str = "full", method: str = "
     The convolution, dtype `result_type(in1, in2)`.
 
   Raises:
+    TypeError: an input that is not an array, a number or a nested list of
+      numbers (None, a string, a `jax.ShapeDtypeStruct`, a ragged list).
     ValueError: unknown `mode` or `method`; ranks differ; `axes` not an int
       or a sequence of ints (ValueError, as scipy), out of range, repeated or
       empty; non-convolved dimensions that do not broadcast;
@@ -362,8 +371,8 @@ def convolve(in1: ArrayLike, in2: ArrayLike, mode: str = "full", method: str = "
     [0 1 4 7 6]
   """
   fn = "jaxconv.convolve"
-  _check_mode_method(mode, method, fn)
-  rt = np.dtype(jnp.result_type(jnp.asarray(in1), jnp.asarray(in2)))
+  in1, in2 = _check_args(fn, in1, in2, mode, method)
+  rt = np.dtype(jnp.result_type(in1, in2))
   out = _convolve(in1, in2, mode, method, axes, fn, all_axes_swap=axes is None)
   return _round_to(out, rt) if method in ("fft", "oa") or out.dtype != rt else out
 
@@ -387,7 +396,7 @@ def correlate(in1: ArrayLike, in2: ArrayLike, mode: str = "full", method: str = 
     The cross-correlation, dtype `result_type(in1, in2)`.
 
   Raises:
-    ValueError: as `convolve`.
+    TypeError, ValueError: as `convolve`.
 
   Example:
     >>> import jax.numpy as jnp, numpy as np, jaxconv
@@ -398,8 +407,7 @@ def correlate(in1: ArrayLike, in2: ArrayLike, mode: str = "full", method: str = 
     [5 8 3]
   """
   fn = "jaxconv.correlate"
-  _check_mode_method(mode, method, fn)
-  in1, in2 = jnp.asarray(in1), jnp.asarray(in2)
+  in1, in2 = _check_args(fn, in1, in2, mode, method)
   if in1.ndim == 0 and in2.ndim == 0:
     return in1 * (jnp.conj(in2) if jnp.iscomplexobj(in2) else in2)
   if in1.ndim != in2.ndim:
@@ -431,7 +439,7 @@ def fftconvolve(in1: ArrayLike, in2: ArrayLike, mode: str = "full",
     The convolution, in the inexact dtype of `result_type(in1, in2)`.
 
   Raises:
-    ValueError: as `convolve`.
+    TypeError, ValueError: as `convolve`.
 
   Example:
     >>> import jax.numpy as jnp, numpy as np, jaxconv
@@ -441,7 +449,7 @@ def fftconvolve(in1: ArrayLike, in2: ArrayLike, mode: str = "full",
     [0.  1.  2.5 4.  1.5]
   """
   fn = "jaxconv.fftconvolve"
-  _check_mode_method(mode, None, fn)
+  in1, in2 = _check_args(fn, in1, in2, mode)
   return _convolve(in1, in2, mode, "fft", axes, fn)
 
 
@@ -462,7 +470,7 @@ def oaconvolve(in1: ArrayLike, in2: ArrayLike, mode: str = "full",
     As `fftconvolve`.
 
   Raises:
-    ValueError: as `convolve`.
+    TypeError, ValueError: as `convolve`.
 
   Example:
     >>> import jax.numpy as jnp, numpy as np, jaxconv
@@ -473,5 +481,5 @@ def oaconvolve(in1: ArrayLike, in2: ArrayLike, mode: str = "full",
     (998,) [1. 1. 1. 1.]
   """
   fn = "jaxconv.oaconvolve"
-  _check_mode_method(mode, None, fn)
+  in1, in2 = _check_args(fn, in1, in2, mode)
   return _convolve(in1, in2, mode, "oa", axes, fn)

@@ -28,15 +28,6 @@ def _block_grid(fn: str, x, block, name: str):
   return shape, _grid(fn, shape[2:], block, name), block
 
 
-def _spatial_shape(fn: str, spatial_shape) -> tuple[int, ...]:
-  spatial = spatial_sizes(spatial_shape, "spatial_shape", fn)
-  if not spatial:
-    raise ValueError(
-        f"{fn}: `spatial_shape` must name at least one spatial dim; got "
-        f"spatial_shape={spatial!r}.")
-  return spatial
-
-
 def _grid(fn: str, spatial: tuple[int, ...], block: tuple[int, ...],
           name: str) -> tuple[int, ...]:
   """Blocks per dim, checking each spatial size is a multiple of the block."""
@@ -144,7 +135,7 @@ def unpatchify(tokens: ArrayLike, patch_size: Size, spatial_shape: Size) -> Arra
   """
   fn = "jaxconv.unpatchify"
   shape = array_shape(tokens, "tokens", fn, "(N, L, C * prod(patch_size))", rank=3)
-  spatial = _spatial_shape(fn, spatial_shape)
+  spatial = spatial_sizes(spatial_shape, "spatial_shape", fn)
   p = ntuple(patch_size, len(spatial), "patch_size", fn)
   grid = _grid(fn, spatial, p, "patch_size")
   n, length, width = shape
@@ -225,7 +216,7 @@ def window_reverse(windows: ArrayLike, window: Size, spatial_shape: Size) -> Arr
     True
   """
   fn = "jaxconv.window_reverse"
-  spatial = _spatial_shape(fn, spatial_shape)
+  spatial = spatial_sizes(spatial_shape, "spatial_shape", fn)
   rank = len(spatial)
   shape = array_shape(windows, "windows", fn,
                       "(N * num_windows, C, *window) with at least one spatial dim",

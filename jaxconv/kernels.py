@@ -34,7 +34,8 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-from ._geometry import is_int
+from ._geometry import (array_arg, as_jax, check_bool, dtype_arg, is_int, positive_int,
+                        positive_real)
 from ._typing import Array, ArrayLike, DTypeLike
 
 __all__ = [
@@ -67,10 +68,7 @@ def _axis(fn: str, axis) -> int:
 
 
 def _size(fn: str, size, *, odd: bool) -> int:
-  if not is_int(size):
-    raise TypeError(f"{fn}: `size` must be an int; got size={size!r}.")
-  if size < 1:
-    raise ValueError(f"{fn}: `size` must be positive; got size={size}.")
+  size = positive_int(size, "size", fn)
   if odd and size % 2 == 0:
     raise ValueError(
         f"{fn}: `size` must be odd so the filter has a centre tap; got size={size}.")
@@ -78,15 +76,11 @@ def _size(fn: str, size, *, odd: bool) -> int:
 
 
 def _ndim(fn: str, ndim) -> int:
-  if not is_int(ndim):
-    raise TypeError(f"{fn}: `ndim` must be an int; got ndim={ndim!r}.")
-  if ndim < 1:
-    raise ValueError(f"{fn}: `ndim` must be positive; got ndim={ndim}.")
-  return int(ndim)
+  return positive_int(ndim, "ndim", fn)
 
 
 def _inexact(fn: str, dtype) -> np.dtype:
-  dt = np.dtype(dtype)
+  dt = dtype_arg(dtype, fn)
   if not jnp.issubdtype(dt, jnp.inexact):
     raise TypeError(
         f"{fn}: `dtype` must be a floating or complex dtype (the taps are "
@@ -97,7 +91,7 @@ def _inexact(fn: str, dtype) -> np.dtype:
 def _derivative(fn: str, axis, smooth, dtype) -> jnp.ndarray:
   """3x3 `[-1, 0, 1]` difference along `axis`, smoothed by `smooth` across it."""
   gx = np.outer(smooth, [-1, 0, 1])
-  return _array(gx if _axis(fn, axis) == 1 else gx.T, dtype)
+  return _array(fn, gx if _axis(fn, axis) == 1 else gx.T, dtype)
 
 
 def _fractional(fn: str, size, ndim, dtype) -> tuple[int, int, np.dtype]:
@@ -113,8 +107,8 @@ def _outer(taps: np.ndarray, ndim: int) -> np.ndarray:
   return out
 
 
-def _array(values: np.ndarray, dtype) -> jnp.ndarray:
-  return jnp.asarray(values, dtype=dtype)
+def _array(fn: str, values: np.ndarray, dtype) -> jnp.ndarray:
+  return jnp.asarray(values, dtype=dtype_arg(dtype, fn))
 
 
 # --- filters -----------------------------------------------------------------
@@ -140,7 +134,7 @@ def sobel(axis: int | str, *, dtype: DTypeLike = jnp.float32) -> Array:
 
   Raises:
     ValueError: an unknown `axis`.
-    TypeError: `axis` is neither a string nor an int.
+    TypeError: `axis` is neither a string nor an int, or `dtype` is not a dtype.
 
   Example:
     >>> import numpy as np
@@ -203,6 +197,7 @@ def laplacian(neighbours: int = 4, *, dtype: DTypeLike = jnp.float32) -> Array:
 
   Raises:
     ValueError: `neighbours` is not 4 or 8.
+    TypeError: `dtype` is not a dtype.
 
   Example:
     >>> import numpy as np
@@ -212,15 +207,14 @@ def laplacian(neighbours: int = 4, *, dtype: DTypeLike = jnp.float32) -> Array:
      [-1.  4. -1.]
      [ 0. -1.  0.]]
   """
+  fn = "jaxconv.kernels.laplacian"
   if not (is_int(neighbours) and neighbours in (4, 8)):
-    raise ValueError(
-        f"jaxconv.kernels.laplacian: `neighbours` must be 4 or 8; "
-        f"got neighbours={neighbours!r}.")
+    raise ValueError(f"{fn}: `neighbours` must be 4 or 8; got neighbours={neighbours!r}.")
   if neighbours == 4:
     k = np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]])
   else:
     k = np.array([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]])
-  return _array(k, dtype)
+  return _array(fn, k, dtype)
 
 
 def sharpen(*, dtype: DTypeLike = jnp.float32) -> Array:
@@ -234,6 +228,9 @@ def sharpen(*, dtype: DTypeLike = jnp.float32) -> Array:
   Returns:
     A `(3, 3)` array.
 
+  Raises:
+    TypeError: `dtype` is not a dtype.
+
   Example:
     >>> import numpy as np
     >>> from jaxconv import kernels
@@ -242,7 +239,8 @@ def sharpen(*, dtype: DTypeLike = jnp.float32) -> Array:
      [-1.  5. -1.]
      [ 0. -1.  0.]]
   """
-  return _array(np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]]), dtype)
+  return _array("jaxconv.kernels.sharpen", np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]]),
+                dtype)
 
 
 def identity(size: int = 3, *, ndim: int = 2, dtype: DTypeLike = jnp.float32) -> Array:
@@ -259,7 +257,7 @@ def identity(size: int = 3, *, ndim: int = 2, dtype: DTypeLike = jnp.float32) ->
     An array of shape `(size,) * ndim`.
 
   Raises:
-    TypeError: `size` or `ndim` is not an int.
+    TypeError: `size` or `ndim` is not an int, or `dtype` is not a dtype.
     ValueError: `size` is not positive or not odd, or `ndim` is not positive.
 
   Example:
@@ -275,7 +273,7 @@ def identity(size: int = 3, *, ndim: int = 2, dtype: DTypeLike = jnp.float32) ->
   d = _ndim(fn, ndim)
   taps = np.zeros(n, dtype=np.int64)
   taps[n // 2] = 1
-  return _array(_outer(taps, d), dtype)
+  return _array(fn, _outer(taps, d), dtype)
 
 
 def box(size: int = 3, *, ndim: int = 2, dtype: DTypeLike = jnp.float32) -> Array:
@@ -300,8 +298,9 @@ def box(size: int = 3, *, ndim: int = 2, dtype: DTypeLike = jnp.float32) -> Arra
     [[0.25 0.25]
      [0.25 0.25]]
   """
-  n, d, dt = _fractional("jaxconv.kernels.box", size, ndim, dtype)
-  return _array(np.full((n,) * d, 1.0 / n**d), dt)
+  fn = "jaxconv.kernels.box"
+  n, d, dt = _fractional(fn, size, ndim, dtype)
+  return _array(fn, np.full((n,) * d, 1.0 / n**d), dt)
 
 
 def binomial(size: int = 3, *, ndim: int = 2, dtype: DTypeLike = jnp.float32) -> Array:
@@ -327,9 +326,10 @@ def binomial(size: int = 3, *, ndim: int = 2, dtype: DTypeLike = jnp.float32) ->
      [2. 4. 2.]
      [1. 2. 1.]]
   """
-  n, d, dt = _fractional("jaxconv.kernels.binomial", size, ndim, dtype)
+  fn = "jaxconv.kernels.binomial"
+  n, d, dt = _fractional(fn, size, ndim, dtype)
   taps = np.array([math.comb(n - 1, i) for i in range(n)], dtype=np.float64)
-  return _array(_outer(taps / taps.sum(), d), dt)
+  return _array(fn, _outer(taps / taps.sum(), d), dt)
 
 
 def gaussian(size: int, sigma: float, *, ndim: int = 2,
@@ -368,18 +368,12 @@ def gaussian(size: int, sigma: float, *, ndim: int = 2,
   """
   fn = "jaxconv.kernels.gaussian"
   n = _size(fn, size, odd=True)
-  if isinstance(sigma, (bool, np.bool_)) or not isinstance(
-      sigma, (int, float, np.integer, np.floating)):
-    raise TypeError(
-        f"{fn}: `sigma` must be a Python or NumPy real number (it is static); "
-        f"got sigma={sigma!r}.")
-  if not (math.isfinite(sigma) and sigma > 0):
-    raise ValueError(f"{fn}: `sigma` must be finite and > 0; got sigma={sigma!r}.")
+  sigma = positive_real(sigma, "sigma", fn)
   d = _ndim(fn, ndim)
   dt = _inexact(fn, dtype)
   r = np.arange(n, dtype=np.float64) - n // 2
-  taps = np.exp(-(r**2) / (2.0 * float(sigma) ** 2))
-  return _array(_outer(taps / taps.sum(), d), dt)
+  taps = np.exp(-(r**2) / (2.0 * sigma ** 2))
+  return _array(fn, _outer(taps / taps.sum(), d), dt)
 
 
 # --- lifting a filter to a convolution weight --------------------------------
@@ -408,7 +402,8 @@ def as_conv_weight(kernel: ArrayLike, in_channels: int = 1, out_channels: int | 
     `(C_out, C_in, *k)`, or `(C_out, 1, *k)` when `depthwise`, in `kernel`'s dtype.
 
   Raises:
-    TypeError: `kernel` is not array-like, a channel count is not an int, or
+    TypeError: `kernel` is not an array or a nested list of numbers (a
+      `jax.ShapeDtypeStruct`, a ragged list), a channel count is not an int, or
       `depthwise` is not a bool.
     ValueError: `kernel` is a scalar, a channel count is not positive, or
       `out_channels` is not a multiple of `in_channels` when `depthwise`.
@@ -428,27 +423,19 @@ def as_conv_weight(kernel: ArrayLike, in_channels: int = 1, out_channels: int | 
     (3, 1, 3, 3)
   """
   fn = "jaxconv.kernels.as_conv_weight"
-  if not hasattr(kernel, "shape"):
-    if isinstance(kernel, (list, tuple)):
-      kernel = jnp.asarray(kernel)
-    else:
-      raise TypeError(
-          f"{fn}: `kernel` must be an array (or nested list) of filter taps; "
-          f"got {type(kernel).__name__}.")
-  if len(kernel.shape) < 1:
+  if not hasattr(kernel, "shape") and not isinstance(kernel, (list, tuple)):
+    raise TypeError(
+        f"{fn}: `kernel` must be an array (or nested list) of filter taps; "
+        f"got {type(kernel).__name__}.")
+  k = as_jax(array_arg(kernel, "kernel", fn, array_like=True))
+  if k.ndim < 1:
     raise ValueError(
         f"{fn}: `kernel` must have at least one spatial dim; got kernel.shape="
-        f"{tuple(kernel.shape)}.")
-  for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-    if name == "out_channels" and value is None:
-      continue
-    if not is_int(value):
-      raise TypeError(f"{fn}: `{name}` must be an int; got {name}={value!r}.")
-    if value < 1:
-      raise ValueError(f"{fn}: `{name}` must be positive; got {name}={value}.")
-  if not isinstance(depthwise, (bool, np.bool_)):
-    raise TypeError(f"{fn}: `depthwise` must be a bool; got depthwise={depthwise!r}.")
-  k = jnp.asarray(kernel)
+        f"{tuple(k.shape)}.")
+  positive_int(in_channels, "in_channels", fn)
+  if out_channels is not None:
+    positive_int(out_channels, "out_channels", fn)
+  check_bool(depthwise, "depthwise", fn)
   if depthwise:
     c_out = in_channels if out_channels is None else int(out_channels)
     if c_out % in_channels:

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._geometry import is_int, ntuple
+from ._geometry import check_bool, check_key, dtype_arg, is_int, ntuple, positive_int
 from ._typing import ArrayLike, DTypeLike, Size
 
 __all__ = ["init_conv", "init_conv_transpose"]
@@ -41,10 +41,7 @@ def _check(fn: str, in_channels, out_channels, kernel_size, groups, bias,
            spatial_dims, dtype) -> tuple[tuple[int, ...], np.dtype]:
   for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
                       ("groups", groups)):
-    if not is_int(value):
-      raise TypeError(f"{fn}: `{name}` must be an int; got {name}={value!r}.")
-    if value < 1:
-      raise ValueError(f"{fn}: `{name}` must be positive; got {name}={value}.")
+    positive_int(value, name, fn)
   if in_channels % groups:
     raise ValueError(
         f"{fn}: `in_channels` (={in_channels}) must be divisible by `groups` "
@@ -53,16 +50,13 @@ def _check(fn: str, in_channels, out_channels, kernel_size, groups, bias,
     raise ValueError(
         f"{fn}: `out_channels` (={out_channels}) must be divisible by `groups` "
         f"(={groups}).")
-  if not isinstance(bias, (bool, np.bool_)):
-    raise TypeError(f"{fn}: `bias` must be a bool; got bias={bias!r}.")
+  check_bool(bias, "bias", fn)
   if spatial_dims is not None:
     if not is_int(spatial_dims):
       raise TypeError(
           f"{fn}: `spatial_dims` must be an int or None; got "
           f"spatial_dims={spatial_dims!r}.")
-    if spatial_dims < 1:
-      raise ValueError(
-          f"{fn}: `spatial_dims` must be positive; got spatial_dims={spatial_dims}.")
+    positive_int(spatial_dims, "spatial_dims", fn)
   if is_int(kernel_size):
     rank = 2 if spatial_dims is None else int(spatial_dims)
   elif isinstance(kernel_size, (tuple, list)):
@@ -80,7 +74,7 @@ def _check(fn: str, in_channels, out_channels, kernel_size, groups, bias,
         f"{fn}: `kernel_size` must be an int or a tuple of ints; got "
         f"kernel_size={kernel_size!r}.")
   k = ntuple(kernel_size, rank, "kernel_size", fn)
-  dt = np.dtype(dtype)
+  dt = dtype_arg(dtype, fn)
   if not jnp.issubdtype(dt, jnp.floating):
     raise TypeError(
         f"{fn}: `dtype` must be a floating dtype; got dtype={dt}.")
@@ -92,6 +86,7 @@ def _init(fn: str, key, in_channels, out_channels, kernel_size, groups, bias,
   """Check the arguments, then draw `w` (and `b`) from `U(-1/sqrt(fan_in), ...)`."""
   k, dt = _check(fn, in_channels, out_channels, kernel_size, groups, bias,
                  spatial_dims, dtype)
+  check_key(key, "key", fn)
   if transpose:
     w_shape = (in_channels, out_channels // groups, *k)
   else:
@@ -131,7 +126,8 @@ def init_conv(key: ArrayLike, in_channels: int, out_channels: int, kernel_size: 
 
   Raises:
     TypeError: a channel count, `groups`, `spatial_dims` or `kernel_size` is
-      not an int (tuple), `bias` is not a bool, or `dtype` is not floating.
+      not an int (tuple), `bias` is not a bool, `dtype` is not a floating
+      dtype, or `key` is not one PRNG key.
     ValueError: a non-positive size, `groups` not dividing both channel
       counts, or `kernel_size` and `spatial_dims` disagreeing.
 

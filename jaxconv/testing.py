@@ -30,7 +30,9 @@ import numpy as np
 from jax import lax
 
 from . import _conv
-from ._geometry import Geometry, make_geometry, make_lax_geometry
+from ._geometry import (Geometry, check_bool, dtype_arg, make_geometry,
+                        make_lax_geometry, make_transpose_geometry, normalize_padding,
+                        ntuple, positive_int, shape_arg)
 from ._methods import METHODS
 from ._padding import pad_mode
 from ._typing import Array, ArrayLike, DTypeLike, Padding, Shape, Size
@@ -64,11 +66,15 @@ def rounding(method: str) -> str:
   exact on small integers) or 'transform' (also with log2 of the transform
   size: the FFT), as the method declares (`ROUNDING`, default 'sum').
 
+  Raises:
+    ValueError: `method` is not 'auto', 'autotune' or a method name.
+
   Example:
     >>> from jaxconv.testing import rounding
     >>> rounding("fft"), rounding("im2col"), rounding("auto")
     ('transform', 'sum', 'sum')
   """
+  _conv._check_method(method, "jaxconv.testing.rounding")
   return getattr(METHODS.get(method), "ROUNDING", "sum")
 
 
@@ -85,6 +91,10 @@ def tolerance(method: str, dtype: DTypeLike, g: Geometry) -> float:
     backward pass, times `log2` of the padded size for methods whose rounding
     grows with a transform (`rounding`).
 
+  Raises:
+    TypeError: `dtype` is not a dtype, or `g` is not a `Geometry`.
+    ValueError: an unknown `method`, or a dtype without a tolerance (`RTOL`).
+
   Example:
     >>> import jax, jaxconv.testing as t
     >>> from jaxconv._geometry import make_geometry
@@ -93,11 +103,13 @@ def tolerance(method: str, dtype: DTypeLike, g: Geometry) -> float:
     >>> t.tolerance("direct", "float32", make_geometry("f", x, w)) < 1e-4
     True
   """
-  name = np.dtype(dtype).name
-  if name not in RTOL:
-    raise ValueError(
-        f"jaxconv.testing.tolerance: no tolerance for dtype={name}; expected one of "
-        f"{', '.join(RTOL)}.")
+  fn = "jaxconv.testing.tolerance"
+  _conv._check_method(method, fn)
+  name = _tested_dtype(dtype, fn).name
+  if not isinstance(g, Geometry):
+    raise TypeError(
+        f"{fn}: `g` must be a jaxconv Geometry (e.g. from jaxconv._geometry.make_geometry); "
+        f"got {type(g).__name__}.")
   taps = math.prod(g.kernel_size)
   reduction = max(g.in_channels_per_group * taps, g.out_channels_per_group * taps,
                   g.batch * math.prod(g.out_spatial))
@@ -105,6 +117,16 @@ def tolerance(method: str, dtype: DTypeLike, g: Geometry) -> float:
   if any(rounding(m) == "transform" for m in _plan_methods(method, g)):
     rtol *= max(1.0, math.log2(max(1, math.prod(g.padded_spatial))))   # 0: empty input
   return rtol
+
+
+def _tested_dtype(dtype, fn: str) -> np.dtype:
+  """`dtype` as a NumPy dtype with a tolerance (`RTOL`): TypeError for a
+  non-dtype, ValueError for one without a tolerance (integers, complex)."""
+  dt = dtype_arg(dtype, fn)
+  if dt.name not in RTOL:
+    raise ValueError(
+        f"{fn}: no tolerance for dtype={dt.name}; expected one of {', '.join(RTOL)}.")
+  return dt
 
 
 def _plan_methods(method: str, g: Geometry) -> tuple[str, ...]:
@@ -121,6 +143,9 @@ def reference_conv(x: ArrayLike, w: ArrayLike, b: ArrayLike | None = None, *,
                    groups: int = 1, padding_mode: str = "zeros", flip: bool = False) -> Array:
   """`jaxconv.conv`'s meaning, computed by `lax.conv_general_dilated(HIGHEST)`.
 
+  Raises:
+    TypeError, ValueError: as `jaxconv.conv`.
+
   Example:
     >>> import jax.numpy as jnp, numpy as np
     >>> from jaxconv.testing import reference_conv
@@ -128,9 +153,11 @@ def reference_conv(x: ArrayLike, w: ArrayLike, b: ArrayLike | None = None, *,
     >>> print(np.asarray(reference_conv(x, h)))
     [[[-2. -2.]]]
   """
-  g = make_geometry("jaxconv.testing.reference_conv", x, w, stride=stride,
-                    padding=padding, dilation=dilation, groups=groups,
-                    padding_mode=padding_mode, flip=flip)
+  fn = "jaxconv.testing.reference_conv"
+  _conv._check_arrays(fn, x=x, w=w, b=b)
+  g = make_geometry(fn, x, w, stride=stride, padding=padding, dilation=dilation,
+                    groups=groups, padding_mode=padding_mode, flip=flip)
+  _conv._check_bias(b, g.out_channels, fn, g.dtype)
   x, w = jnp.asarray(x), jnp.asarray(w)
   pads = g.padding
   if padding_mode != "zeros":
@@ -154,20 +181,28 @@ def reference_conv_transpose(x: ArrayLike, w: ArrayLike, b: ArrayLike | None = N
   `jax.vjp` of `lax.conv_general_dilated(HIGHEST)` for the conv whose output
   has `x`'s shape.
 
+  Raises:
+    TypeError, ValueError: as `jaxconv.conv_transpose`.
+
   Example:
     >>> import jax.numpy as jnp
     >>> from jaxconv.testing import reference_conv_transpose
     >>> reference_conv_transpose(jnp.ones((1, 2, 3)), jnp.ones((2, 4, 2)), stride=2).shape
     (1, 4, 6)
   """
+  fn = "jaxconv.testing.reference_conv_transpose"
+  _conv._check_arrays(fn, x=x, w=w, b=b)
+  g = make_transpose_geometry(fn, x, w, stride=stride, padding=padding,
+                              output_padding=output_padding, dilation=dilation,
+                              groups=groups)
+  _conv._check_bias(b, g.out_channels, fn, g.dtype)
   x, w = jnp.asarray(x), jnp.asarray(w)
   rank = x.ndim - 2
-  s = _ints(stride, rank)
-  d = _ints(dilation, rank)
-  op = _ints(output_padding, rank)
-  pairs = [(p, p) if isinstance(p, int) else (p[0], p[1])
-           for p in ((padding,) * rank if isinstance(padding, int) else padding)]
   k = w.shape[2:]
+  # Validated above by conv_transpose's rules; normalised by their owners.
+  s, d = ntuple(stride, rank, "stride", fn), ntuple(dilation, rank, "dilation", fn)
+  op = ntuple(output_padding, rank, "output_padding", fn, minimum=0)
+  pairs = normalize_padding(padding, x.shape[2:], k, s, d, fn)
   out = [(n - 1) * ss - lo - hi + dd * (kk - 1) + o + 1
          for n, ss, (lo, hi), dd, kk, o in zip(x.shape[2:], s, pairs, d, k, op)]
   cout_g = w.shape[1]
@@ -177,10 +212,6 @@ def reference_conv_transpose(x: ArrayLike, w: ArrayLike, b: ArrayLike | None = N
   z = jax.ShapeDtypeStruct((x.shape[0], cout_g * groups, *out), x.dtype)
   (y,) = jax.linear_transpose(forward, z)(x)
   return y if b is None else y + jnp.reshape(b, (1, -1) + (1,) * rank)
-
-
-def _ints(v, rank):
-  return (v,) * rank if isinstance(v, int) else tuple(v)
 
 
 def _derivatives(f, primals, ct, tangents):
@@ -259,6 +290,10 @@ def check_against_lax(method: str, x_shape: Shape, w_shape: Shape,
 
   Raises:
     AssertionError: a quantity is outside its tolerance (if `raise_on_failure`).
+    TypeError: a shape that is not ints, a dtype, seed or flag of the wrong
+      kind, an unknown keyword, or a `TypeError` of `jaxconv.conv`.
+    ValueError: an unknown method, a dtype without a tolerance, or a
+      `ValueError` of `jaxconv.conv` (`conv_transpose`).
 
   Example:
     >>> from jaxconv.testing import check_against_lax
@@ -267,6 +302,15 @@ def check_against_lax(method: str, x_shape: Shape, w_shape: Shape,
     >>> all(r.ok for r in results)
     True
   """
+  name = "jaxconv.testing.check_against_lax"
+  x_shape, w_shape, dtype = _check_run(name, method, x_shape, w_shape, dtype, seed,
+                                       raise_on_failure, "x_shape", "w_shape")
+  check_bool(transpose, "transpose", name)
+  check_bool(bias, "bias", name)
+  accepted = _TRANSPOSE_KWARGS if transpose else _CONV_KWARGS
+  _check_kwargs(name, conv_kwargs, accepted, "transpose=True" if transpose else "conv")
+  structs = (jax.ShapeDtypeStruct(x_shape, dtype), jax.ShapeDtypeStruct(w_shape, dtype))
+  (make_transpose_geometry if transpose else make_geometry)(name, *structs, **conv_kwargs)
   dtype, normal = _sampler(dtype, seed)
   x, w = normal(x_shape), normal(w_shape)
   if transpose:
@@ -275,11 +319,11 @@ def check_against_lax(method: str, x_shape: Shape, w_shape: Shape,
     y_struct = jax.eval_shape(fn, x, w)
     # Tolerances from the forward convolution this one is the transpose of.
     fwd = {k: v for k, v in conv_kwargs.items() if k != "output_padding"}
-    g = make_geometry("check_against_lax", y_struct, w, **fwd)
+    g = make_geometry(name, y_struct, w, **fwd)
   else:
     fn = lambda *a: _conv.conv(*a, **conv_kwargs, method=method)
     ref = lambda *a: reference_conv(*a, **conv_kwargs)
-    g = make_geometry("check_against_lax", x, w, **conv_kwargs)
+    g = make_geometry(name, x, w, **conv_kwargs)
     y_struct = jax.eval_shape(fn, x, w)
   primals = [x, w]
   if bias:
@@ -310,7 +354,8 @@ def check_general_against_lax(method: str, lhs_shape: Shape, rhs_shape: Shape,
     **lax_kwargs: `window_strides`, `padding` and the other keyword arguments
       of `lax.conv_general_dilated` (not `precision`: the reference uses HIGHEST).
 
-  Returns and Raises: as `check_against_lax`.
+  Returns and Raises: as `check_against_lax` (with `jaxconv.conv_general_dilated`'s
+  errors; `window_strides` and `padding` are required).
 
   Example:
     >>> from jaxconv.testing import check_general_against_lax
@@ -320,6 +365,17 @@ def check_general_against_lax(method: str, lhs_shape: Shape, rhs_shape: Shape,
     >>> all(r.ok for r in results)
     True
   """
+  name = "jaxconv.testing.check_general_against_lax"
+  lhs_shape, rhs_shape, dtype = _check_run(name, method, lhs_shape, rhs_shape, dtype, seed,
+                                           raise_on_failure, "lhs_shape", "rhs_shape")
+  _check_kwargs(name, lax_kwargs, _LAX_KWARGS, "lax.conv_general_dilated")
+  missing = [k for k in ("window_strides", "padding") if k not in lax_kwargs]
+  if missing:
+    raise TypeError(f"{name}: missing the keyword argument(s) {', '.join(missing)} of "
+                    "lax.conv_general_dilated.")
+  structs = (jax.ShapeDtypeStruct(lhs_shape, dtype), jax.ShapeDtypeStruct(rhs_shape, dtype))
+  make_lax_geometry(name, *structs, **{k: v for k, v in lax_kwargs.items()
+                                     if k != "out_sharding"})
   dtype, normal = _sampler(dtype, seed)
   lhs, rhs = normal(lhs_shape), normal(rhs_shape)
   fn = lambda *a: _conv.conv_general_dilated(*a, **lax_kwargs, method=method)
@@ -327,10 +383,34 @@ def check_general_against_lax(method: str, lhs_shape: Shape, rhs_shape: Shape,
   y_struct = jax.eval_shape(fn, lhs, rhs)
   lax_args = {k: v for k, v in lax_kwargs.items()
               if k not in ("precision", "preferred_element_type", "out_sharding")}
-  g = make_lax_geometry("check_general_against_lax", lhs, rhs, **lax_args).geometry
+  g = make_lax_geometry(name, lhs, rhs, **lax_args).geometry
   return _compare(method, fn, ref, [lhs, rhs], y_struct.shape, g, dtype, normal,
                   raise_on_failure,
                   f"lhs{tuple(lhs_shape)} rhs{tuple(rhs_shape)} {dtype.name} {lax_kwargs}")
+
+
+_CONV_KWARGS = ("stride", "padding", "dilation", "groups", "padding_mode", "flip")
+_TRANSPOSE_KWARGS = ("stride", "padding", "output_padding", "dilation", "groups")
+_LAX_KWARGS = ("window_strides", "padding", "lhs_dilation", "rhs_dilation",
+               "dimension_numbers", "feature_group_count", "batch_group_count", "precision",
+               "preferred_element_type", "out_sharding")
+
+
+def _check_run(fn, method, x_shape, w_shape, dtype, seed, raise_on_failure, x_name, w_name):
+  """The arguments the two checks share: `(x_shape, w_shape, dtype)`, checked."""
+  _conv._check_method(method, fn)
+  x_shape, w_shape = shape_arg(x_shape, x_name, fn), shape_arg(w_shape, w_name, fn)
+  dtype = _tested_dtype(dtype, fn)
+  positive_int(seed, "seed", fn, minimum=0)
+  check_bool(raise_on_failure, "raise_on_failure", fn)
+  return x_shape, w_shape, dtype
+
+
+def _check_kwargs(fn, kwargs, accepted, what):
+  unknown = sorted(set(kwargs) - set(accepted))
+  if unknown:
+    raise TypeError(f"{fn}: unknown keyword argument(s) {', '.join(unknown)}; accepted "
+                    f"(those of {what}): {', '.join(accepted)}.")
 
 
 def _sampler(dtype: DTypeLike, seed: int) -> tuple[np.dtype, Callable[[Shape], np.ndarray]]:
@@ -416,12 +496,18 @@ def collectives(hlo_text: str) -> list[Collective]:
   Returns:
     One `Collective` per collective instruction, in program order.
 
+  Raises:
+    TypeError: `hlo_text` is not a str.
+
   Example:
     >>> from jaxconv.testing import collectives
     >>> hlo = "%ar = f32[4,3]{1,0} all-reduce(f32[4,3]{1,0} %dw), replica_groups={}"
     >>> [(c.kind, c.elements) for c in collectives(hlo)]
     [('all-reduce', 12)]
   """
+  if not isinstance(hlo_text, str):
+    raise TypeError(f"jaxconv.testing.collectives: `hlo_text` must be a str (the text of "
+                    f"a compiled HLO module); got {type(hlo_text).__name__}.")
   out = []
   for line in hlo_text.splitlines():
     m = _COLLECTIVE.search(line)
