@@ -509,3 +509,15 @@ def test_auto_periodic_choice_shares_the_fft_row():
   with the fft row (and shares its results when the programs are the same)."""
   assert runner._method_of("fft (periodic)") == "fft"
   assert runner._method_of("im2col") == "im2col" and runner._method_of(None) is None
+
+
+def test_tolerance_of_a_per_pass_plan_is_its_loosest_method():
+  """auto's network picks are plans ('lax / im2col / fft'): the check uses the
+  loosest tolerance of their methods (regression: the plan string was passed
+  to jaxconv.testing.tolerance as a method name)."""
+  from bench import check
+  from jaxconv._geometry import geometry_of
+  g = geometry_of((2, 8, 16, 16), (8, 8, 3, 3), padding=1)
+  assert check.tolerance("lax / im2col / fft", g) == check.tolerance("fft", g)
+  assert check.tolerance("lax / im2col / im2col", g) == max(
+      check.tolerance("lax", g), check.tolerance("im2col", g))
