@@ -5,6 +5,7 @@ methods that unroll one slice per kernel tap."""
 from __future__ import annotations
 
 import math
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -134,3 +135,16 @@ def unrolled_taps_reason(g: Geometry, purpose: str) -> str | None:
     why = "" if purpose == "call" else f" for {purpose}"
     return f"it unrolls one slice per kernel tap and this kernel has {taps} > {cap} taps{why}"
   return None
+
+
+def zeros_varying_like(shape, dtype, *operands):
+  """Zeros that vary over the same manual mesh axes as `operands`: the initial
+  carry of a `lax.scan` whose step mixes them in (inside `shard_map` a scan's
+  carry must keep one type, and the step's output varies wherever an operand
+  does)."""
+  axes: set[str] = set()
+  for a in operands:
+    manual = getattr(jax.typeof(a), "manual_axis_type", None)
+    axes |= set(getattr(manual, "varying", ()))
+  zeros = jnp.zeros(shape, dtype)
+  return lax.pcast(zeros, tuple(sorted(axes)), to="varying") if axes else zeros

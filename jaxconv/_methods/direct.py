@@ -30,7 +30,8 @@ from .._geometry import Geometry
 from .._padding import pad_and_dilate
 from .._patches import kernel_offsets, window_slices
 from .common import (acc_dtype, check_pass, grouped_matmul, itemsize, out_dtype,
-                     padded_input_bytes, sizes, unrolled_taps_reason, working_set_bytes)
+                     padded_input_bytes, sizes, unrolled_taps_reason, working_set_bytes,
+                     zeros_varying_like)
 
 
 GENERIC_COEFFICIENTS = {"macs_gemm": 3.0e-3, "macs_dw": 3.0e-3, "tap_elems": 1.5e-3, "call": 2.0e4}
@@ -152,7 +153,7 @@ def weight_term(x, w, g: Geometry):
   # Rematerialised: otherwise linearising the scan keeps every window for the
   # transpose, the very `taps x input` residual this avoids.
   step = jax.checkpoint(step, prevent_cse=False)
-  total, _ = lax.scan(step, jnp.zeros(out, acc), (taps, starts))
+  total, _ = lax.scan(step, zeros_varying_like(out, acc, xp, w), (taps, starts))
   return total.reshape(g.out_shape).astype(out_dtype(g))
 
 

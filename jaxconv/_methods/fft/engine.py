@@ -16,6 +16,7 @@ import numpy as np
 from jax import lax
 
 from ..._geometry import Geometry
+from ..common import zeros_varying_like
 from .plans import AxisPlan, Plan, compute_dtypes
 
 def _pad(x, config):
@@ -211,18 +212,6 @@ def _gather_positions(x, a: AxisPlan, axis: int, start, count: int):
   return jnp.take(x, idx, axis=axis, mode="fill", fill_value=0)
 
 
-def _zeros_varying_like(shape, *operands):
-  """Zeros that vary over the same manual mesh axes as `operands` (inside
-  `shard_map` a scan's carry must keep one type; the step's output varies
-  wherever the input or the kernel does)."""
-  axes = set()
-  for a in operands:
-    manual = getattr(jax.typeof(a), "manual_axis_type", None)
-    axes |= set(getattr(manual, "varying", ()))
-  zeros = jnp.zeros(shape, operands[0].dtype)
-  return lax.pcast(zeros, tuple(sorted(axes)), to="varying") if axes else zeros
-
-
 def _correlate_chunked(x, ks, plan: Plan, precision, out_dtype):
   """The scan over groups of `plan.chunk` blocks of axis `plan.chunk_axis`."""
   d0, c = plan.chunk_axis, plan.chunk
@@ -248,7 +237,7 @@ def _correlate_chunked(x, ks, plan: Plan, precision, out_dtype):
 
   shape = [x.shape[0], ks.shape[0] * ks.shape[1]] + [
       tail if d == d0 else b.out for d, b in enumerate(plan.axes)]
-  _, ys = lax.scan(step, _zeros_varying_like(shape, x, ks), jnp.arange(steps))
+  _, ys = lax.scan(step, zeros_varying_like(shape, x.dtype, x, ks), jnp.arange(steps))
   ys = jnp.moveaxis(ys, 0, ax)                        # (N, O, ..., steps, c*hop, ...)
   ys = ys.reshape(ys.shape[:ax] + (steps * c * a.hop,) + ys.shape[ax + 2:])
   return lax.slice_in_dim(ys, a.out_start, a.out_start + a.out, axis=ax)
