@@ -17,13 +17,9 @@ from __future__ import annotations
 
 import functools
 
-import jax
-import jax.numpy as jnp
-from jax.custom_derivatives import SymbolicZero
-
 from ._geometry import Geometry
 from ._methods import METHODS, hook
-from ._methods.common import PASSES
+from ._methods.common import PASSES, bilinear_conv
 from ._padding import method_geometry, pad_mode
 
 PERIODIC = " (periodic)"
@@ -82,22 +78,4 @@ def per_pass(fwd: str, dx: str, dw: str, padded: bool = True):
   """
   f_fwd, f_dx, f_dw = (pass_conv(m, padded, p) for m, p in zip((fwd, dx, dw), PASSES))
 
-  @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-  def conv(x, w, g):
-    return f_fwd(x, w, g)
-
-  def conv_jvp(g, primals, tangents):
-    x, w = primals
-    tx, tw = tangents
-    y = f_fwd(x, w, g)
-    terms = []
-    if not isinstance(tx, SymbolicZero):
-      terms.append(f_dx(tx, w, g))
-    if not isinstance(tw, SymbolicZero):
-      terms.append(f_dw(x, tw, g))
-    if not terms:
-      return y, jnp.zeros_like(y)
-    return y, functools.reduce(jnp.add, terms).astype(y.dtype)
-
-  conv.defjvp(conv_jvp, symbolic_zeros=True)
-  return conv
+  return bilinear_conv(f_fwd, f_dx, f_dw)

@@ -4,11 +4,13 @@ methods that unroll one slice per kernel tap."""
 
 from __future__ import annotations
 
+import functools
 import math
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 from .._geometry import Geometry
 
@@ -148,3 +150,34 @@ def zeros_varying_like(shape, dtype, *operands):
     axes |= set(getattr(manual, "varying", ()))
   zeros = jnp.zeros(shape, dtype)
   return lax.pcast(zeros, tuple(sorted(axes)), to="varying") if axes else zeros
+
+
+def bilinear_conv(fwd, dx, dw):
+  """`fwd(x, w, g)` with the tangent rule of a bilinear map: `dx(tx, w, g) +
+  dw(x, tw, g)`, each term written by the caller so that its transpose (the
+  input or the weight gradient) is the one wanted.
+
+  Reverse mode linearises the rule and transposes each term; forward mode
+  evaluates it; a tangent JAX knows to be zero (`symbolic_zeros`) costs
+  nothing. The rule's primal calls the result itself, so higher orders keep
+  these terms too. `g` (a hashable Geometry) is static.
+  """
+  @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+  def conv(x, w, g):
+    return fwd(x, w, g)
+
+  def conv_jvp(g, primals, tangents):
+    x, w = primals
+    tx, tw = tangents
+    y = conv(x, w, g)
+    terms = []
+    if not isinstance(tx, SymbolicZero):
+      terms.append(dx(tx, w, g))
+    if not isinstance(tw, SymbolicZero):
+      terms.append(dw(x, tw, g))
+    if not terms:
+      return y, jnp.zeros_like(y)
+    return y, functools.reduce(jnp.add, terms).astype(y.dtype)
+
+  conv.defjvp(conv_jvp, symbolic_zeros=True)
+  return conv

@@ -17,19 +17,16 @@ one window at a time, in `O(input)` memory.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.custom_derivatives import SymbolicZero
 
 from .._geometry import Geometry
 from .._padding import pad_and_dilate
 from .._patches import kernel_offsets, window_slices
-from .common import (acc_dtype, check_pass, grouped_matmul, itemsize, out_dtype,
+from .common import (acc_dtype, bilinear_conv, check_pass, grouped_matmul, itemsize, out_dtype,
                      padded_input_bytes, sizes, unrolled_taps_reason, working_set_bytes,
                      zeros_varying_like)
 
@@ -95,31 +92,11 @@ def temp_bytes(g: Geometry) -> int:
 def conv(x, w, g: Geometry):
   """Sum over kernel taps of strided input slices times the tap's weights."""
   if g.in_channels_per_group == 1:
-    return _one_channel_per_group(x, w, g)
+    # Depthwise (and 1-channel broadcast) kernels: reverse mode transposes
+    # `weight_term`'s scan into one window reduction per tap, never all taps'
+    # windows at once.
+    return _ONE_CHANNEL_PER_GROUP(x, w, g)
   return _unrolled(x, w, g)
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-def _one_channel_per_group(x, w, g: Geometry):
-  """`_unrolled` for depthwise (and 1-channel broadcast) kernels, whose
-  tangent in `w` is `weight_term`: reverse mode transposes that scan into one
-  window reduction per tap, never all taps' windows at once."""
-  return _unrolled(x, w, g)
-
-
-@functools.partial(_one_channel_per_group.defjvp, symbolic_zeros=True)
-def _one_channel_per_group_jvp(g: Geometry, primals, tangents):
-  x, w = primals
-  tx, tw = tangents
-  y = _one_channel_per_group(x, w, g)
-  terms = []
-  if not isinstance(tx, SymbolicZero):
-    terms.append(_unrolled(tx, w, g))
-  if not isinstance(tw, SymbolicZero):
-    terms.append(weight_term(x, tw, g))
-  if not terms:
-    return y, jnp.zeros_like(y)
-  return y, functools.reduce(jnp.add, terms).astype(y.dtype)
 
 
 def weight_term(x, w, g: Geometry):
@@ -177,3 +154,6 @@ def _unrolled(x, w, g: Geometry):
       term = grouped_matmul(tap, cols, g)                 # (N, G, Og, L)
     total = term if total is None else total + term
   return total.reshape(g.out_shape).astype(out_dtype(g))
+
+
+_ONE_CHANNEL_PER_GROUP = bilinear_conv(_unrolled, _unrolled, weight_term)
