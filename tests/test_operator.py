@@ -304,12 +304,142 @@ def test_spectral_norm_power_iteration_matches_dense_svd(kw):
   assert abs(float(jax.jit(lambda o: o.spectral_norm())(op32)) - dense) <= 1e-4 * dense
 
 
+# (w_shape, input_shape, kwargs): not circulant, so the iteration runs.
+SPECTRAL = [
+    ((3, 2, 3, 3), (2, 9, 8), dict(padding=1)),                               # zeros
+    ((2, 3, 5), (3, 30), dict(padding=2)),                                    # 1-D
+    ((4, 4, 3, 3), (4, 7, 6), dict(padding=1, padding_mode="circular", stride=2)),
+    ((4, 4, 3, 2), (4, 8, 6), dict(padding=[(2, 1), (0, 1)], padding_mode="circular")),
+    ((4, 2, 3, 3), (4, 7, 6), dict(stride=2, groups=2, padding_mode="reflect", padding=2,
+                                   dilation=2)),
+    ((3, 3, 3, 3), (3, 8, 7), dict(padding="SAME", padding_mode="replicate", flip=True)),
+    ((6, 1, 3, 3), (3, 9, 9), dict(padding=1, groups=3)),                     # 2 per group
+    ((4, 1, 3, 3), (4, 8, 8), dict(padding=1, groups=4, stride=(2, 1))),      # depthwise
+    ((2, 2, 2, 3, 2), (2, 4, 5, 4), dict(padding=1, dilation=(1, 2, 1))),     # 3-D
+    ((3, 2, 3, 3), (2, 5, 6), dict(padding=[(-1, 2), (1, 0)])),               # crops
+]
+
+
+@pytest.mark.parametrize("start", ["circulant", "random"])
+@pytest.mark.parametrize("w_shape,in_shape,kw", SPECTRAL, ids=str)
+def test_spectral_norm_within_tol_of_dense_svd(w_shape, in_shape, kw, start):
+  op = conv_operator(_rand(w_shape, seed=5), in_shape, **kw)
+  assert not op_mod._is_circulant(op.geometry)
+  if start == "circulant" and not op_mod._circulant_fits(op.geometry):
+    pytest.skip("the circulant start is for zero padding at unit stride")
+  dense = np.linalg.svd(np.asarray(op.as_matrix()), compute_uv=False)[0]
+  compiled = op_mod._top_right_vector._cache_size()
+  for tol in (1e-2, 1e-4, 1e-8):
+    sigma = float(op.spectral_norm(tol=tol, start=start))
+    # ||matvec(v)|| for a unit v: never above the norm, and within tol of it.
+    assert dense * (1 - tol) <= sigma <= dense * (1 + 1e-12), (tol, sigma, dense)
+  # The loop is compiled once per geometry and start, not per tol.
+  assert op_mod._top_right_vector._cache_size() == compiled + 1
+  jitted = jax.jit(lambda o: o.spectral_norm(tol=1e-8, start=start))(op)
+  np.testing.assert_allclose(jitted, sigma, rtol=1e-12)
+
+
+def test_spectral_norm_complex_kernel_and_lhs_dilation():
+  w = _rand((2, 3, 3, 2)) + 1j * _rand((2, 3, 3, 2), seed=1)
+  op = conv_operator(w, (3, 6, 5), padding=1)
+  dense = np.linalg.svd(np.asarray(op.as_matrix()), compute_uv=False)[0]
+  for start in ("circulant", "random"):
+    sigma = op.spectral_norm(tol=1e-8, start=start)
+    assert sigma.dtype == jnp.float64
+    np.testing.assert_allclose(sigma, dense, rtol=1e-8)
+  # Input dilation: 'auto' starts at random; 'circulant' is not defined.
+  op = conv_operator(_rand((2, 2, 3, 3)), (2, 4, 5), lhs_dilation=(2, 1), padding=1)
+  dense = np.linalg.svd(np.asarray(op.as_matrix()), compute_uv=False)[0]
+  np.testing.assert_allclose(op.spectral_norm(tol=1e-8), dense, rtol=1e-8)
+  np.testing.assert_allclose(op.spectral_norm(tol=1e-8, start="random"), dense, rtol=1e-8)
+
+
+def test_circulant_start_is_the_zero_padded_top_vector_on_a_large_grid():
+  # 2 channels at 24x24, zero padding: the plane wave at the symbol's peak under
+  # a sin window is within O(1/n**2) of the top singular vector, and the
+  # symbol's peak bounds the norm from above.
+  w = _rand((2, 2, 3, 3), seed=7)
+  op = conv_operator(w, (2, 24, 24), padding=1)
+  dense = np.linalg.svd(np.asarray(op.as_matrix()), compute_uv=False)[0]
+  x0, sigma_inf = op_mod._circulant_start(op.w, op.geometry, 3)
+  assert x0.shape == (3, *op.in_shape)
+  np.testing.assert_allclose(jnp.linalg.norm(x0.reshape(3, -1), axis=1), 1, rtol=1e-12)
+  rq = float(jnp.max(jnp.linalg.norm(op.matvec(x0).reshape(3, -1), axis=1)))
+  assert dense * (1 - 2e-3) <= rq <= dense
+  assert dense <= float(sigma_inf) <= dense * (1 + 2e-2)
+  # sigma_inf is the symbol's peak, as a fine grid finds it.
+  f = 2 * np.pi * np.arange(256) / 256
+  fine = np.linalg.svd(np.asarray(op_mod._kernel_symbol(op.w, op.geometry, [f, f])),
+                       compute_uv=False)[..., 0].max()
+  assert fine <= float(sigma_inf) <= fine * (1 + 1e-4)
+  # Three steps from it beat three from a random start by far.
+  err = lambda start: dense - float(op.spectral_norm(tol=1e-12, max_iters=3, start=start))
+  assert err("circulant") <= 2e-4 * dense
+  assert err("random") > 1e-2 * dense
+  # 'auto' takes it here (the 2 x 2 symbol's SVDs are cheap).
+  assert op_mod._search_pays(op.geometry)
+  np.testing.assert_allclose(op.spectral_norm(tol=1e-8), dense, rtol=1e-8)
+
+
+def test_spectral_norm_stopping_rule_and_auto_start():
+  op = conv_operator(_rand((3, 2, 3, 3), seed=2), (2, 10, 11), padding=1)
+  dense = np.linalg.svd(np.asarray(op.as_matrix()), compute_uv=False)[0]
+  # max_iters caps the loop: one step from a random start is far off.
+  assert dense - float(op.spectral_norm(max_iters=1, start="random")) > 1e-2 * dense
+  # A looser tol stops earlier (fewer steps: a lower value) but within tol.
+  values = [float(op.spectral_norm(tol=t, start="random")) for t in (1e-1, 1e-3, 1e-9)]
+  assert values[0] <= values[1] <= values[2] <= dense
+  assert dense - values[0] <= 1e-1 * dense and dense - values[1] <= 1e-3 * dense
+  np.testing.assert_allclose(values[2], dense, rtol=1e-9)
+  # 'auto' searches the symbol only where that costs few matvecs.
+  assert not op_mod._search_pays(op.geometry)
+  big = conv_operator(jnp.ones((64, 64, 3, 3)), (64, 224, 224), padding=1)
+  assert op_mod._search_pays(big.geometry)
+  wide = conv_operator(jnp.ones((512, 512, 3, 3)), (512, 7, 7), padding=1)
+  assert not op_mod._search_pays(wide.geometry)
+
+
+def test_spectral_norm_loop_runs_a_method_other_than_lax_on_cpu():
+  """Inside the loop XLA:CPU's convolution is ~100x slower than outside: the
+  loop runs the cheapest other method by auto's estimates (fwd + dx)."""
+  from jaxconv import _select
+  w = jnp.ones((16, 16, 3, 3), jnp.float32)
+  op = conv_operator(w, (16, 32, 32), padding=1)
+  block = op_mod.BLOCK
+  method = op_mod._loop_method(op.geometry, block, jnp.float32)
+  if jax.default_backend() != "cpu":
+    assert method == "auto"
+    return
+  g = op.geometry.replace(in_shape=(block, 16, 32, 32))
+  est = {m: _select.estimate(g, pass_="fwd")[m] + _select.estimate(g, pass_="dx")[m]
+         for m in _select.estimate(g) if m != "lax"}
+  assert method == min(est, key=est.__getitem__)
+
+  def primitives(jaxpr):
+    for eqn in jaxpr.eqns:
+      yield eqn
+      for value in eqn.params.values():
+        for sub in value if isinstance(value, (tuple, list)) else (value,):
+          sub = getattr(sub, "jaxpr", sub)   # a ClosedJaxpr's Jaxpr
+          if hasattr(sub, "eqns"):
+            yield from primitives(sub)
+
+  jaxpr = jax.make_jaxpr(lambda o: o.spectral_norm(tol=1e-3))(op).jaxpr
+  loops = [e for e in primitives(jaxpr) if e.primitive.name == "while"]
+  assert loops
+  for loop in loops:
+    names = {e.primitive.name for e in primitives(loop.params["body_jaxpr"].jaxpr)}
+    assert "conv_general_dilated" not in names, names
+
+
 @pytest.mark.parametrize("kw", [dict(padding=1), dict(padding=1, padding_mode="circular")],
                          ids=str)
 def test_spectral_norm_gradient_matches_finite_differences(kw):
   # A separated top singular value (ratio ~0.84): the derivative is smooth there.
   w = _rand((3, 2, 3, 3), seed=11) + 0.5
-  f = jax.jit(lambda w: conv_operator(w, (2, 5, 5), **kw).spectral_norm(tol=1e-9))
+  # tol is the relative accuracy of the value; the gradient u v^T is then
+  # accurate to about sqrt(tol): 1e-15 asks for float64 working precision.
+  f = jax.jit(lambda w: conv_operator(w, (2, 5, 5), **kw).spectral_norm(tol=1e-15))
   grad = jax.grad(f)(w)
   assert np.all(np.isfinite(grad))
   check_grads(f, (w,), order=1, modes=("rev", "fwd"), atol=1e-5, rtol=1e-5)
@@ -435,6 +565,17 @@ def test_operator_shape_errors_and_bad_spectral_norm_arguments():
   with pytest.raises(ValueError, match=r"spectral_norm: `max_iters` must be positive; "
                      r"got max_iters=0"):
     op.spectral_norm(max_iters=0)
+  with pytest.raises(ValueError, match=r"spectral_norm: unknown `start`; got "
+                     r"start='fft', expected one of 'auto', 'circulant', 'random'"):
+    op.spectral_norm(start="fft")
+  with pytest.raises(TypeError, match=r"spectral_norm: `start` must be a string; got "
+                     r"start=None"):
+    op.spectral_norm(start=None)
+  dilated = conv_operator(jnp.ones((2, 3, 3)), (3, 8), lhs_dilation=2)
+  with pytest.raises(NotImplementedError, match=r"spectral_norm: start='circulant' does "
+                     r"not support input \(lhs\) dilation \(lhs_dilation=\(2,\)\); use "
+                     r"start='random' or 'auto'"):
+    dilated.spectral_norm(start="circulant")
 
 
 def test_spectral_norm_with_a_prng_key_start():
