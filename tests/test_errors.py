@@ -490,6 +490,15 @@ PUBLIC_ERRORS = [
     row("ConvOperator.spectral_norm", lambda: OP.spectral_norm(key=np.zeros(2, F32)), TypeError,
         r"`key` must be one PRNG key, .*; got an array of dtype float32 and shape \(2,\)\.",
         "key-float-array"),
+    row("ConvOperator.spectral_norm", lambda: OP.spectral_norm(start=1), TypeError,
+        r"`start` must be a string; got start=1\.", "start-int"),
+    row("ConvOperator.spectral_norm", lambda: OP.spectral_norm(start="power"), ValueError,
+        r"unknown `start`; got start='power', expected one of 'auto', 'circulant', 'random'",
+        "start-unknown"),
+    row("ConvOperator.spectral_norm",
+        lambda: jaxconv.conv_operator(W1, (1, 8), lhs_dilation=2).spectral_norm(start="circulant"),
+        NotImplementedError, r"start='circulant' does not support input \(lhs\) dilation "
+        r"\(lhs_dilation=\(2,\)\); use start='random' or 'auto'\.", "start-circulant-dilated"),
     # scipy.signal-style functions
     row("convolve", lambda: jaxconv.convolve(None, K3), TypeError,
         r"`in1` must be an array, a number or a nested list of numbers; got NoneType\.",
