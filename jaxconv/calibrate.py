@@ -305,21 +305,27 @@ def fit(samples: Sequence[dict], shapes: dict[str, Shape], cache_bytes: int
   return coefs, quality
 
 
-DECISION_TEMPERATURE = 0.5
+DECISION_TEMPERATURE = 0.3
 """`fit_decisions`: softness of the pick, in log-time units. Chosen with
-`DECISION_FIT_WEIGHT` on the 2026-12-06 AMD EPYC samples (48 cases, every
-fourth held out; T in 0.3-1.0, weight in 0.03-0.3): 21/36 held-out passes
-within 1.1x of the fastest (geo-mean slow-down 1.2x) against 18/36 (1.29x)
-for NNLS alone, and 37/48 passes of the model-zoo cases, fitted on all
-(geo-mean 1.05x); the other settings were within 1-3 passes of it."""
-DECISION_FIT_WEIGHT = 0.1
+`DECISION_FIT_WEIGHT` and `DECISION_SWEEPS` on the 2026-12-06 Intel Xeon
+samples (`bench/results/2026-12-06-xeon/calibration_samples.json`: 48 cases,
+every fourth held out; T in 0.2-0.5, weight in 0.01-0.1, 12-60 sweeps):
+23/36 held-out passes within 1.1x of the fastest (geo-mean slow-down 1.15x)
+against 20/36 (1.22x) for the earlier setting (T 0.5, weight 0.1, 12 sweeps,
+chosen on the AMD EPYC samples, which were not kept), and fitted on all
+cases 126/144 passes (44/48 of the model-zoo cases) against 111/144 (38/48).
+The other settings were 1-5 held-out passes behind."""
+DECISION_FIT_WEIGHT = 0.03
 """`fit_decisions`: weight of the plain time fit (keeps the printed estimates honest)."""
+DECISION_SWEEPS = 30
+"""`fit_decisions`: at most this many coordinate-descent sweeps (it stops
+earlier once its step is small)."""
 PRUNE_SHARE = 1e-3
 """A coefficient whose term is below this share of every sample's time is dropped."""
 
 
 def fit_decisions(samples: Sequence[dict], shapes: dict[str, Shape], cache_bytes: int,
-                  start: dict, sweeps: int = 12) -> dict:
+                  start: dict, sweeps: int = DECISION_SWEEPS) -> dict:
   """Refine `start` (the NNLS fit) for the picks `auto` makes, per pass.
 
   NNLS minimises each method's relative time error on its own, but `auto`
