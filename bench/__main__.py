@@ -1,7 +1,8 @@
 """`python -m bench`: check every method against lax, then time it.
 
 Usage:
-  python -m bench [--quick | --full | --sharding] [--cases GLOB ...] [--methods NAME ...]
+  python -m bench [--quick | --full | --sharding | --layers] [--cases GLOB ...]
+                  [--methods NAME ...]
                   [--out DIR] [--no-readme | --readme PATH] [--plots]
                   [--repeats N] [--max-temp-gb GB] [--no-peers] [--list]
                   [--networks GLOB ... | --no-networks] [--image-size N]
@@ -22,6 +23,10 @@ batch-sharded input, and `sharded_conv`'s per-device memory; `--cases` and
 `--methods` filter it, and it writes `<out>/sharding.json` and
 `<out>/sharding.md` (`sharding-custom.*` when filtered), never README.md.
 
+`--layers` runs `bench/layers.py` instead: each training-step network's
+distinct convolutions timed per pass with every method, auto's pick, and the
+totals for lax, auto and the best per-layer choice (`<out>/layers.json`).
+
 Writes `<out>/<suite>.json` (`custom.json` when `--cases`/`--methods` filter
 the run), the markdown table into README.md between `<!-- bench:start -->` and
 `<!-- bench:end -->` (unfiltered runs, or any run given `--readme PATH`), and
@@ -41,7 +46,7 @@ from pathlib import Path
 
 from . import cases as cases_lib
 from . import networks as networks_lib
-from . import report, runner, sharding, timing
+from . import layers, report, runner, sharding, timing
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "bench" / "results"
@@ -56,6 +61,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                      help="the issue-2 cases and the FFT cases (default; `make bench`)")
   suite.add_argument("--full", dest="suite", action="store_const", const="full",
                      help="adds the model zoo and the kernel-size sweeps")
+  suite.add_argument("--layers", dest="suite", action="store_const", const="layers",
+                     help="per-layer, per-pass times of the training-step networks' "
+                          "convolutions (bench/layers.py; --networks filters)")
   suite.add_argument("--sharding", dest="suite", action="store_const", const="sharding",
                      help="collective bytes and per-device memory on 8 host CPU devices "
                           "(bench/sharding.py; `make bench-sharding`)")
@@ -119,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   con = Console() if sys.stdout.isatty() else Console(width=200)
   if args.suite == "sharding" and not args.list:
     return sharding.run(argv, args, con)
+  if args.suite == "layers" and not args.list:
+    return layers.run(select_networks(args), args.out, con)
   if args.list:
     for c in cases_lib.FULL:
       tag = "quick" if c in cases_lib.QUICK else "full"

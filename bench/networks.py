@@ -242,17 +242,25 @@ def train_step(net: Network, conv: ConvFn, learning_rate: float = 1e-3):
   return step, opt
 
 
-def conv_geometries(net: Network):
-  """The `Geometry` of every convolution of `net`, in call order (traced
-  abstractly with a conv that records what it is asked to compute)."""
-  from jaxconv._geometry import make_geometry
+def conv_calls(net: Network) -> list[tuple[tuple[int, ...], tuple[int, ...], tuple]]:
+  """`(x_shape, w_shape, sorted keyword items)` of every convolution of `net`'s
+  forward pass, in call order (traced abstractly with a conv that records its
+  arguments)."""
   from jaxconv.testing import reference_conv
   seen = []
 
   def recording_conv(x, w, b=None, **kwargs):
-    seen.append(make_geometry("bench.networks", x, w, **kwargs))
+    seen.append((tuple(x.shape), tuple(w.shape), tuple(sorted(kwargs.items()))))
     return reference_conv(x, w, b, **kwargs)
 
   params, x, labels = inputs(net)
   jax.eval_shape(loss_fn(net, recording_conv), params, x, labels)
   return seen
+
+
+def conv_geometries(net: Network):
+  """The `Geometry` of every convolution of `net`, in call order."""
+  from jaxconv._geometry import make_geometry
+  spec = lambda s: jax.ShapeDtypeStruct(s, jnp.float32)  # noqa: E731
+  return [make_geometry("bench.networks", spec(xs), spec(ws), **dict(kw))
+          for xs, ws, kw in conv_calls(net)]

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import pytest
 
 from bench import __main__ as bench_main
-from bench import cases, networks, perpass, plots, report, runner, sharding, timing
+from bench import cases, layers, networks, perpass, plots, report, runner, sharding, timing
 from bench.cases import Case
 from jaxconv._methods import METHODS
 
@@ -414,6 +414,32 @@ def test_real_networks_are_well_formed():
   assert (7, 7) in kernels and (1, 1) in kernels
   with pytest.raises(ValueError, match="--networks 'nope' matches no network"):
     bench_main.select_networks(bench_main.parse_args(["--networks", "nope"]))
+
+
+def test_layers_breakdown_of_a_network(monkeypatch, tmp_path, capsys):
+  """`--layers`: each distinct conv once, with its count, auto's plan and the
+  totals (the timings are faked: `measure_shape` is calibrate's, tested there)."""
+  from jaxconv import calibrate
+  ms = {"lax": 4e-3, "direct": 2e-3, "im2col": 3e-3, "toeplitz": 5e-3, "fft": 1e-3}
+  timed = []
+
+  def fake_measure_shape(shape, methods, budget_s):
+    timed.append(shape)
+    return [{"case": shape.name, "method": m, "pass": p, "median": ms[m]}
+            for p in layers.PASSES for m in methods]
+  monkeypatch.setattr(calibrate, "measure_shape", fake_measure_shape)
+  calls = networks.conv_calls(networks.NETWORKS["convnext-small"])  # 14 convs, 7 distinct
+  assert bench_main.main(["--layers", "--networks", "convnext-small", "--out",
+                          str(tmp_path)]) == 0
+  data = json.loads((tmp_path / "layers.json").read_text())["convnext-small"]
+  assert len(timed) == len(set(calls)) == len(data["layers"]) < len(calls)
+  assert sum(layer["count"] for layer in data["layers"]) == len(calls)
+  n = len(calls)
+  assert data["totals_s"]["lax"] == pytest.approx(dict.fromkeys(layers.PASSES, n * 4e-3))
+  assert data["totals_s"]["best"] == pytest.approx(dict.fromkeys(layers.PASSES, n * 1e-3))
+  for layer in data["layers"]:
+    assert len(layer["plan"]) == 3 and set(layer["plan"]) <= set(ms)
+  assert "total: auto" in capsys.readouterr().out
 
 
 # --- python -m bench --sharding ----------------------------------------------
