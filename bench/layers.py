@@ -52,9 +52,13 @@ def measure(net, methods: Sequence[str], budget_s: float = BUDGET_S,
   import jaxconv
   from jaxconv import calibrate
 
-  from .networks import conv_calls
+  from .networks import conv_calls, conv_geometries
+  # Calls that differ only in how they spell a default (stride=1) are one conv.
+  calls = dict(zip(conv_geometries(net), conv_calls(net)))
+  counts = collections.Counter(conv_geometries(net))
   layers = []
-  for (xs, ws, kw), count in collections.Counter(conv_calls(net)).items():
+  for g, count in counts.items():
+    xs, ws, kw = calls[g]
     on_layer(f"{net.name} x{xs} w{ws}")
     shape = calibrate.Shape(f"x{xs}w{ws}", xs, ws, kw)
     seconds: dict[str, dict[str, float]] = {p: {} for p in PASSES}

@@ -428,11 +428,12 @@ def test_layers_breakdown_of_a_network(monkeypatch, tmp_path, capsys):
     return [{"case": shape.name, "method": m, "pass": p, "median": ms[m]}
             for p in layers.PASSES for m in methods]
   monkeypatch.setattr(calibrate, "measure_shape", fake_measure_shape)
-  calls = networks.conv_calls(networks.NETWORKS["convnext-small"])  # 14 convs, 7 distinct
+  calls = networks.conv_calls(networks.NETWORKS["convnext-small"])  # 14 convs, 8 distinct
   assert bench_main.main(["--layers", "--networks", "convnext-small", "--out",
                           str(tmp_path)]) == 0
   data = json.loads((tmp_path / "layers.json").read_text())["convnext-small"]
-  assert len(timed) == len(set(calls)) == len(data["layers"]) < len(calls)
+  distinct = set(networks.conv_geometries(networks.NETWORKS["convnext-small"]))
+  assert len(timed) == len(distinct) == len(data["layers"]) < len(calls)
   assert sum(layer["count"] for layer in data["layers"]) == len(calls)
   n = len(calls)
   assert data["totals_s"]["lax"] == pytest.approx(dict.fromkeys(layers.PASSES, n * 4e-3))
