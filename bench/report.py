@@ -286,6 +286,9 @@ def markdown(meta: dict[str, Any], rows: Sequence[Row],
       "time, >1 = faster than lax). Every "
       "method was checked against `lax.conv_general_dilated(precision=HIGHEST)` "
       "(values and both gradients) before it was timed; **bold** = fastest. "
+      "Where a pass of `auto` (or `autotune`) is the very XLA program of the "
+      "method its plan runs for it, it takes that method's timing (timing one "
+      "program twice only measures noise); its forward+backward is timed. "
       "Effective GFLOP/s (JSON) count the direct definition's flops, so FFT-based "
       "methods can exceed the GEMM peak.",
       ""]

@@ -142,7 +142,7 @@ def run_case(case: Case, methods: Sequence[str], policy: Policy, *,
   g = problem.geometry(case)
   flops = {"fwd": g.flops, "fwdbwd": 3 * g.flops, "dx": g.flops, "dw": g.flops}
   method_names, peer_names = candidates(case, methods, use_peers)
-  rows, pending, shared, timed_as = [], [], [], []
+  rows, pending, shared, timed_as, stage_twins = [], [], [], [], []
   for name in [*method_names, *(PEER_PREFIX + p for p in peer_names)]:
     if on_step:
       on_step(f"{case.name} / {name}")
@@ -171,6 +171,9 @@ def run_case(case: Case, methods: Sequence[str], policy: Policy, *,
             # luck: autotune keeps its compile time (with the tuning) and
             # error, and takes the timings of the method it runs.
             todo, timed_as = [], timed_as + [(row, twin)]
+        if name in ("auto", "autotune") and row.plan and todo:
+          todo, twins = _split_stage_twins(case, row, todo, rows, (x, w, ct))
+          stage_twins += twins
         pending += todo
     rows.append(row)
   _time_all(pending, policy)
@@ -179,6 +182,13 @@ def run_case(case: Case, methods: Sequence[str], policy: Policy, *,
   for row, twin in timed_as:
     row.time = dict(twin.time)
     row.note += f"; same XLA program as {twin.method!r}: its timings are shared"
+  for row in {id(r): r for r, _, _ in stage_twins}.values():
+    twins = [(stage, twin) for r, stage, twin in stage_twins if r is row]
+    for stage, twin in twins:
+      if stage in twin.time:
+        row.time[stage] = twin.time[stage]
+    row.note += "; " + ", ".join(f"{stage} is {twin.method!r}'s program"
+                                 for stage, twin in twins) + ": its timing is shared"
   _derive(rows, gemm_peak)
   return rows
 
@@ -220,6 +230,44 @@ def _same_program(case: Case, a: str, b: str, x, w) -> bool:
     return lower(a) == lower(b)
   except Exception:  # noqa: BLE001 -- then measure `a` on its own
     return False
+
+
+def _stage_program(case: Case, name: str, stage: str, x, w, ct) -> str:
+  """The StableHLO text of one stage ('fwd', 'dx' or 'dw') of `name` on `case`."""
+  f = problem.method_fn(case, name)
+  if stage == "fwd":
+    return jax.jit(f).lower(x, w).as_text()
+  return jax.jit(problem.pass_fn(f, stage)).lower(x, w, ct).as_text()
+
+
+def _split_stage_twins(case: Case, row: Row, todo: list, rows: Sequence[Row], args: tuple
+                       ) -> tuple[list, list]:
+  """Split `auto`'s (or `autotune`'s) checked stages into those to time and
+  those that are the very program of its plan's method for that pass
+  (`(row, stage, twin row)`).
+
+  A per-pass plan mixes methods in its forward+backward, which is timed, but
+  its forward is `plan.fwd`'s own forward program, and its dX and dW programs
+  are those of `plan.dx` and `plan.dw`: timing the same program twice only
+  measures noise (up to 20% at a few ms on a shared 2-core machine), so
+  those stages take the method's timings.
+  """
+  x, w, ct = args
+  plan = dict(zip(("fwd", *PASS_STAGES), map(_method_of, row.plan)))
+  keep, twins = [], []
+  for item in todo:
+    stage = item[1]
+    twin = next((r for r in rows if r.method == plan.get(stage) and r.status == OK), None)
+    try:
+      same = twin is not None and (_stage_program(case, row.method, stage, x, w, ct)
+                                   == _stage_program(case, twin.method, stage, x, w, ct))
+    except Exception:  # noqa: BLE001 -- then time the stage on its own
+      same = False
+    if same:
+      twins.append((row, stage, twin))
+    else:
+      keep.append(item)
+  return keep, twins
 
 
 def _share(row: Row, same: Row) -> None:

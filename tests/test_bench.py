@@ -151,6 +151,13 @@ def test_auto_runs_its_per_pass_plan(auto_mixes):
   assert auto_row.plan == ("direct", "lax", "direct")
   assert auto_row.choice == "direct / lax / direct" and "same XLA program" not in auto_row.note
   assert set(auto_row.time) == {"fwd", "fwdbwd", "dx", "dw"}
+  # Its forward, dX and dW are its plan's methods' own programs: their timings
+  # are shared; its forward+backward (the mix) is timed on its own.
+  lax_row, direct_row = rows[0], rows[1]
+  assert auto_row.time["fwd"] is direct_row.time["fwd"]
+  assert auto_row.time["dx"] is lax_row.time["dx"] and auto_row.time["dw"] is direct_row.time["dw"]
+  assert auto_row.time["fwdbwd"] not in (lax_row.time["fwdbwd"], direct_row.time["fwdbwd"])
+  assert "fwd is 'direct''s program, dx is 'lax''s program" in auto_row.note
   (line_fwd, line_dx, line_dw, line_fb) = report.pass_lines(rows)
   assert line_fwd[:2] == ["`tiny-3x3`", "fwd"] and line_fwd[-2] == "`direct`"
   assert line_dx[:2] == ["", "dX"] and line_dx[-2] == "`lax`" and line_dw[-2] == "`direct`"
