@@ -125,6 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parse_args(argv)
   # Wide enough for the table when piped (rich assumes 80 columns off a tty).
   con = Console() if sys.stdout.isatty() else Console(width=200)
+  # Time in the malloc state of a long-running process, as the calibration
+  # does (see jaxconv/_malloc.py): otherwise ratios depend on case order.
+  from jaxconv import _malloc
+  _malloc.settle()
   if args.suite == "sharding" and not args.list:
     return sharding.run(argv, args, con)
   if args.suite == "layers" and not args.list:

@@ -40,7 +40,7 @@ except ImportError:  # not POSIX (Windows): see _locked
 import jax
 import numpy as np
 
-from . import _select
+from . import _malloc, _select
 from ._geometry import Geometry
 from ._methods import METHODS, nonfinite_spread
 from ._methods.common import PASSES, check_pass, out_dtype
@@ -319,6 +319,7 @@ def time_candidates(g: Geometry, methods: list[str]) -> dict[str, dict[str, floa
   left out of every pass (with one warning).
   """
   differentiable = np.dtype(g.dtype).kind in "fc"
+  _malloc.settle()   # time as a long-running process runs (see `_malloc`)
   x, w, ct = _inputs(g)
   ct = ct.astype(out_dtype(g))
   times: dict[str, dict[str, float]] = {}

@@ -43,7 +43,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from . import _budget, _profiles, _select
+from . import _budget, _malloc, _profiles, _select
 from ._autotune import pass_program
 from ._geometry import Geometry, geometry_of, make_transpose_geometry
 from ._methods import METHODS
@@ -213,7 +213,9 @@ def measure_shape(shape: Shape, methods: Sequence[str], budget_s: float) -> list
 
 def measure(shapes: Sequence[Shape], methods: Sequence[str], budget_s: float = 0.05,
             progress=_progress) -> list[dict]:
-  """`measure_shape` for every shape, with a progress bar on stderr."""
+  """`measure_shape` for every shape, with a progress bar on stderr, in the
+  malloc state of a long-running process (`_malloc.settle`)."""
+  _malloc.settle()
   out = []
   for i, shape in enumerate(shapes):
     progress(i, len(shapes), shape.name)

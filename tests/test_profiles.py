@@ -3,13 +3,16 @@ nearest shipped profile, and `python -m jaxconv.calibrate`."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from jaxconv import _profiles, _select, calibrate
+from jaxconv import _malloc, _profiles, _select, calibrate
 from jaxconv._methods.common import PASSES
 
 SHIPPED = os.environ["JAXCONV_DEVICE_KEY"]   # tests/conftest.py pins the shipped CPU profile
@@ -184,3 +187,36 @@ def test_list_and_bad_cases(capsys):
   with pytest.raises(SystemExit):
     calibrate.main(["--cases", "nope-*"])
   assert "matches no calibration case" in capsys.readouterr().err
+
+
+_MMAP_PROBE = """
+import ctypes, sys
+from jaxconv import _malloc
+libc = ctypes.CDLL(None)
+class Info(ctypes.Structure):
+  _fields_ = [(n, ctypes.c_size_t) for n in
+              "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+libc.mallinfo2.restype = Info
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+settled = _malloc.settle() if sys.argv[1] == "settle" else None
+before = libc.mallinfo2().hblks
+chunk = libc.malloc(24 << 20)
+print(settled, libc.mallinfo2().hblks - before)
+libc.free(chunk)
+"""
+
+
+@pytest.mark.skipif(not _malloc.settle(), reason="settle() acts only on glibc")
+def test_settle_serves_large_buffers_from_the_heap():
+  """A young process mmaps (and page-faults) a 24 MiB buffer on every call; after
+  `settle()` glibc serves it from the heap, as in a long-running process."""
+  if not hasattr(ctypes.CDLL(None), "mallinfo2"):
+    pytest.skip("glibc < 2.33 has no mallinfo2 to count mmapped chunks")
+
+  def mmapped(arg):
+    return subprocess.run([sys.executable, "-c", _MMAP_PROBE, arg], capture_output=True,
+                          text=True, check=True).stdout.split()
+
+  assert mmapped("young") == ["None", "1"]
+  assert mmapped("settle") == ["True", "0"]
