@@ -5,7 +5,8 @@ Usage:
 
 Times every pass (forward, input gradient, weight gradient; `jit`-compiled,
 one warm-up call excluded, the minimum over a few runs, methods interleaved
-round-robin so the machine's load hits all alike) of every registered method
+round-robin so the machine's load hits all alike; glibc's malloc first put in
+the state of a long-running process, `jaxconv._malloc.settle`) of every registered method
 on a designed sample of convolutions (`QUICK`, about 3 minutes on a 2-core
 CPU; `--full` adds model-zoo layers at full size, about 15), fits, per method
 and pass, the coefficients of the method's `cost` features by non-negative
@@ -548,7 +549,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       "jax": jax.__version__,
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
       "command": "python -m jaxconv.calibrate " + shlex.join(argv),
-      "statistic": "min over runs of each jit-compiled pass, warm-up excluded",
+      "statistic": "min over runs of each jit-compiled pass, warm-up excluded, malloc settled",
       "held_out": {"cases": sorted(held), "before": before, "after": after},
       "fit": quality, "samples": len(samples)}
   out = args.out or _profiles.user_file()

@@ -48,14 +48,21 @@ def supports(g: Geometry, purpose: str = "call") -> str | None:
 
 def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
   """Features of the cost model (`jaxconv._select`), for any `pass_`
-  ('fwd', 'dx', 'dw': the same features, with a coefficient per pass).
+  ('fwd', 'dx', 'dw'), with a coefficient per pass.
 
   `macs_gemm` (channel contraction per tap), `macs_dw` (depthwise: broadcast
   multiply-adds), `macs_bcast` (one input channel per group but several
   outputs, e.g. a 1-channel image), `tap_elems` (taps x (windows + y): one
-  slice and one accumulation per tap), `tap2_elems` (taps x tap_elems: its
-  backward grows faster than the tap count), `tap_elems_3d` (3 or more
-  spatial dims), `tap_elems_big` (working set over `cache_bytes`), `call`.
+  slice and one accumulation per tap), `tap2_elems` (taps x tap_elems: the
+  unrolled sum's program grows faster than the tap count), `tap_elems_3d`
+  (3 or more spatial dims), `tap_elems_big` (working set over `cache_bytes`),
+  `call`.
+
+  The weight gradient with one input channel per group is `weight_term`'s
+  scan, linear in the taps: `scan_steps` (one loop step per tap) and
+  `scan_elems` (each step slices the input over the strided window extent,
+  stride^d x the window for a strided conv), `scan_elems_1d` for 1-D inputs,
+  in place of the unrolled sum's features.
 
   Example:
     >>> from jaxconv._geometry import geometry_of
@@ -63,19 +70,27 @@ def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
     >>> g = geometry_of((1, 8, 16), (8, 1, 3), groups=8)
     >>> direct.cost(g, "fwd", cache_bytes=1 << 20)["macs_dw"]
     336
+    >>> direct.cost(g, "dw", cache_bytes=1 << 20)["scan_steps"]
+    3
   """
   check_pass(pass_, "direct")
   s = sizes(g)
   taps, macs = s["taps"], s["macs"]
   cg, og = g.in_channels_per_group, g.out_channels_per_group
-  tap_elems = taps * (s["windows"] + s["y"])
+  scan = pass_ == "dw" and cg == 1
+  tap_elems = 0 if scan else taps * (s["windows"] + s["y"])
+  extent = math.prod((o - 1) * st + 1 for o, st in zip(g.out_spatial, g.stride))
+  scan_elems = taps * g.batch * g.in_channels * extent if scan else 0
   big = working_set_bytes(g) > cache_bytes
   return dict(macs_gemm=macs if cg > 1 else 0,
               macs_dw=macs if cg == 1 and og == 1 else 0,
               macs_bcast=macs if cg == 1 and og > 1 else 0,
               tap_elems=tap_elems, tap2_elems=taps * tap_elems,
               tap_elems_3d=tap_elems if g.rank >= 3 else 0,
-              tap_elems_big=tap_elems if big else 0, call=1)
+              tap_elems_big=tap_elems if big else 0,
+              scan_steps=taps if scan else 0,
+              scan_elems=scan_elems if g.rank > 1 else 0,
+              scan_elems_1d=scan_elems if g.rank == 1 else 0, call=1)
 
 
 def temp_bytes(g: Geometry) -> int:
