@@ -158,7 +158,10 @@ def auto_choice(case: Case) -> tuple[str, str]:
 
 
 def plan_label(plan) -> tuple[str, str]:
-  """`(label, reason)` of a `jaxconv._select.Plan` for the tables."""
+  """`(label, reason)` of a `jaxconv._select.Plan` for the tables; a plan
+  whose differentiated calls run one method reads 'fwd; grad: method'."""
+  if getattr(plan, "fwd_train", None):
+    return f"{plan.fwd}; grad: {plan.fwd_train}", plan.reason
   return methods_label(plan.methods), plan.reason
 
 

@@ -117,10 +117,12 @@ def _run(x, w, b, g: Geometry, method: str, fn: str, budget: int,
     return _add_bias(_degenerate_conv(x, w, g), b)
   local = _spmd.plan(x, g)
   per_device = g if local is None else local.local
+  fwd_train = None
   if method == AUTO and local is not None and local.spatial:
     passes = ("lax",) * 3  # XLA's convolution exchanges the halos of a spatially sharded x
   elif method == AUTO:
-    passes = _select.select(per_device, budget=budget, finite_locality=finite_locality).methods
+    plan = _select.select(per_device, budget=budget, finite_locality=finite_locality)
+    passes, fwd_train = plan.methods, plan.fwd_train
   elif method == AUTOTUNE:
     passes = _autotune.choose(per_device, budget=budget, finite_locality=finite_locality)
   elif g.padding_mode == "circular" and _select.prefers_periodic(method, g):
@@ -142,7 +144,7 @@ def _run(x, w, b, g: Geometry, method: str, fn: str, budget: int,
   elif len(set(passes)) == 1:
     conv = hook(passes[0][:-len(_select.PERIODIC)], "periodic").periodic_conv
   else:
-    conv = _perpass.per_pass(*passes, padded=padded)
+    conv = _perpass.per_pass(*passes, padded=padded, fwd_train=fwd_train)
   gspmd = all(getattr(METHODS.get(p), "GSPMD_PARTITIONS", False) for p in passes)
   return _add_bias(_call(conv, gspmd, x, w, g), b)
 

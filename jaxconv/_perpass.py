@@ -11,11 +11,20 @@ evaluates the rule as it is, and higher orders differentiate the rule, which
 is made of ordinary method calls, so every order of differentiation works.
 A tangent JAX knows to be zero (`symbolic_zeros`) costs nothing: the
 gradient in `w` alone never runs the dx method.
+
+A plan whose differentiated calls run one method (`Plan.fwd_train`, where
+mixing is not estimated to pay) keeps its fastest forward for calls without
+gradients: a `custom_jvp` whose primal is that forward and whose rule is the
+training method's own jvp.
 """
 
 from __future__ import annotations
 
 import functools
+
+import jax
+import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
 
 from ._geometry import Geometry
 from ._methods import METHODS, hook
@@ -53,12 +62,15 @@ def _pad_then(conv, x, w, g: Geometry):
 
 
 @functools.lru_cache(maxsize=None)
-def per_pass(fwd: str, dx: str, dw: str, padded: bool = True):
+def per_pass(fwd: str, dx: str, dw: str, padded: bool = True, fwd_train: str | None = None):
   """`(x, w, g) -> y` running `fwd` forward and `dx`/`dw` for the gradients.
 
   Args:
     fwd, dx, dw: candidate names (see `pass_conv`).
     padded: as `pass_conv`; False when any of them is a periodic hook.
+    fwd_train: a candidate that then runs the whole of a differentiated call
+      (its forward and its own derivatives, `jax.jvp` of it), while `fwd`
+      serves calls without gradients (`jaxconv._select.Plan.fwd_train`).
 
   Returns:
     A function of `(x, w, g)` (`g` static and hashable), with a `custom_jvp`.
@@ -77,5 +89,30 @@ def per_pass(fwd: str, dx: str, dw: str, padded: bool = True):
     True
   """
   f_fwd, f_dx, f_dw = (pass_conv(m, padded, p) for m, p in zip((fwd, dx, dw), PASSES))
-
+  if fwd_train is not None:
+    return _forward_only(f_fwd, pass_conv(fwd_train, padded))
   return bilinear_conv(f_fwd, f_dx, f_dw)
+
+
+def _forward_only(fwd, train):
+  """`fwd(x, w, g)` without gradients; under differentiation `train`, with
+  its own derivatives (its jvp, which reverse mode transposes as usual), so
+  that its forward and gradients share work in one program."""
+  @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+  def conv(x, w, g):
+    return fwd(x, w, g)
+
+  def conv_jvp(g, primals, tangents):
+    x, w = primals
+    tx, tw = tangents
+    if isinstance(tx, SymbolicZero) and isinstance(tw, SymbolicZero):
+      y = train(x, w, g)
+      return y, jnp.zeros_like(y)
+    if isinstance(tx, SymbolicZero):
+      return jax.jvp(lambda w: train(x, w, g), (w,), (tw,))
+    if isinstance(tw, SymbolicZero):
+      return jax.jvp(lambda x: train(x, w, g), (x,), (tx,))
+    return jax.jvp(lambda x, w: train(x, w, g), (x, w), (tx, tw))
+
+  conv.defjvp(conv_jvp, symbolic_zeros=True)
+  return conv

@@ -38,6 +38,16 @@ FALLBACK_MARGIN = 0.4
 False): leaving lax needs a predicted 2.5x gain, since the constants were
 measured elsewhere."""
 
+MIX_MARGIN = 0.77
+"""A differentiated call runs different methods per pass only if their three
+passes are estimated below `MIX_MARGIN` x those of the best single method
+(~1.3x cheaper); otherwise it runs that method for all three passes. One
+method's fused forward+backward shares work between its passes (the padded
+input, im2col's patches, FFT spectra) that a mix recomputes: on the Xeon's
+full bench (2026-12-07) single methods' forward+backward took a median 0.62x
+the sum of their separately timed passes, mixed plans 0.69x, and up to 0.87x.
+The un-differentiated forward still runs the fastest forward (`Plan.fwd`)."""
+
 PERIODIC = " (periodic)"
 """Suffix of a candidate that is a method's periodic hook (circular padding)."""
 
@@ -57,11 +67,18 @@ class Plan(NamedTuple):
   fastest algorithm differs between them (as in cuDNN's fwd / bwd-data /
   bwd-filter algorithms), so each is chosen on its own.
 
+  But one method's fused forward+backward shares work between its passes, so
+  a differentiated call mixes methods only where that is estimated clearly
+  cheaper (`MIX_MARGIN`); otherwise it runs one method throughout
+  (`fwd_train`), while a call without gradients still runs `fwd`.
+
   Attributes:
-    fwd: the method of the forward pass (also the only one without gradients).
+    fwd: the method of the forward pass of a call without gradients.
     dx: the method whose transpose computes the input gradient.
     dw: the method whose transpose computes the weight gradient.
     reasons: `(fwd, dx, dw)` sentences with the estimates behind each pick.
+    fwd_train: the forward of a differentiated call, when it is not `fwd`:
+      then `dx == dw == fwd_train`, one method for the whole training step.
 
   Example:
     >>> import jaxconv
@@ -75,11 +92,17 @@ class Plan(NamedTuple):
   dx: str
   dw: str
   reasons: tuple[str, str, str]
+  fwd_train: str | None = None
 
   @property
   def methods(self) -> tuple[str, str, str]:
     """`(fwd, dx, dw)`."""
     return (self.fwd, self.dx, self.dw)
+
+  @property
+  def training(self) -> tuple[str, str, str]:
+    """The methods of a differentiated call's `(fwd, dx, dw)`."""
+    return (self.fwd_train or self.fwd, self.dx, self.dw)
 
   @property
   def single(self) -> str | None:
@@ -93,6 +116,8 @@ class Plan(NamedTuple):
 
   def __str__(self) -> str:
     head = self.single or f"fwd {self.fwd}, dx {self.dx}, dw {self.dw}"
+    if self.fwd_train:
+      head += f" (with gradients: {self.fwd_train} throughout)"
     return f"{head}\n{self.reason}"
 
 
@@ -255,9 +280,35 @@ def _select(g: Geometry, backend: str, budget: int, local: bool) -> Plan:
   if np.dtype(g.dtype).kind not in "fc":   # no gradients: one method, by its forward
     method, why = _pick(candidates("fwd"), "fwd", where, margin, tail)
     return Plan(method, method, method, (why, why, why))
-  (f, rf), (dx, rdx), (dw, rdw) = (_pick(candidates(p), p, where, margin, tail)
-                                   for p in PASSES)
-  return Plan(f, dx, dw, (rf, rdx, rdw))
+  ests = {p: candidates(p) for p in PASSES}
+  (f, rf), (dx, rdx), (dw, rdw) = (_pick(ests[p], p, where, margin, tail) for p in PASSES)
+  if len({f, dx, dw}) == 1:
+    return Plan(f, dx, dw, (rf, rdx, rdw))
+  one = _single_for_training(ests, (f, dx, dw), margin)
+  if one is None:
+    return Plan(f, dx, dw, (rf, rdx, rdw))
+  m, why = one
+  rdx, rdw = (f"{m}: est. {p} {_ms(ests[p][m])} ({where}); {why}{tail}" for p in PASSES[1:])
+  return Plan(f, m, m, (rf, rdx, rdw), None if m == f else m)
+
+
+def _single_for_training(ests: dict[str, dict[str, float]], mix: tuple[str, str, str],
+                         margin: float) -> tuple[str, str] | None:
+  """The one method a differentiated call runs instead of the per-pass `mix`
+  (`MIX_MARGIN`), and why; None to keep the mix."""
+  mixed = sum(ests[p][m] for p, m in zip(PASSES, mix))
+  total = {m: sum(ests[p][m] for p in PASSES) for m in ests[PASSES[0]]
+           if all(m in ests[p] for p in PASSES)}
+  if not total:
+    return None
+  best = min(total, key=total.__getitem__)
+  if "lax" in total and best != "lax" and total[best] > margin * total["lax"]:
+    best = "lax"
+  if mixed < MIX_MARGIN * total[best]:
+    return None
+  return best, (f"one method for all passes of a differentiated call: its est. "
+                f"fwd+dx+dw {_ms(total[best])}, and the per-pass mix {' / '.join(mix)} "
+                f"({_ms(mixed)}) is not {1 / MIX_MARGIN:.2g}x cheaper")
 
 
 def select(g: Geometry, backend: str | None = None, budget: int | None = None, *,
@@ -284,6 +335,11 @@ def select(g: Geometry, backend: str | None = None, budget: int | None = None, *
      estimated at least `1 / LAX_MARGIN` (~1.4x) faster, or
      `1 / FALLBACK_MARGIN` (2.5x) with another device's or the generic
      profile.
+  4. Where the passes' winners differ, a differentiated call keeps that mix
+     only if its three estimates sum below `MIX_MARGIN` x those of the best
+     single method (chosen as in 3, over the sum); otherwise that method
+     runs all three passes of a differentiated call (`Plan.fwd_train`), as
+     its own forward+backward shares work between them.
 
   Integer and bool inputs have no gradients: one method for all passes,
   chosen by its forward estimate. The input-gradient method is the one whose
@@ -321,7 +377,10 @@ def select_method(x_shape: Shape, w_shape: Shape, dtype: DTypeLike = "float32", 
   rules) and takes the fastest supported method per pass, keeping lax unless
   another method is estimated ~1.4x faster. Typical picks on a CPU: 'fft'
   for large kernels, long 1-D filters and 3-D volumes, 'direct'/'im2col' for
-  depthwise 3x3 and 1x1. Inference runs only `plan.fwd`. For an exact
+  depthwise 3x3 and 1x1. Inference runs only `plan.fwd`. A differentiated call
+  mixes methods only where the mix is estimated ~1.3x cheaper than the best
+  single method (`MIX_MARGIN`); otherwise that method runs its own whole
+  forward+backward (`plan.fwd_train`), sharing work between the passes. For an exact
   answer on your device, `method="autotune"` times the candidates instead.
 
   Args:

@@ -22,8 +22,8 @@ from test_methods import check_row
 @pytest.fixture
 def plan(monkeypatch):
   """`plan(fwd, dx, dw)` makes `method="auto"` run these methods."""
-  def use(*methods):
-    fixed = _select.Plan(*methods, ("test plan",) * 3)
+  def use(*methods, fwd_train=None):
+    fixed = _select.Plan(*methods, ("test plan",) * 3, fwd_train)
     monkeypatch.setattr(_select, "select", lambda g, backend=None, budget=None, **kw: fixed)
   return use
 
@@ -94,6 +94,82 @@ def test_a_gradient_in_one_argument_runs_only_its_pass(plan):
   plan("fft", "lax", "lax")
   fwd = _hlo(lambda x, w: jaxconv.conv(x, w, padding=1), x, w)
   assert "fft" in fwd and "convolution" not in fwd
+
+
+# (forward without gradients, the one method of a differentiated call, ...)
+TRAINING_CASES = [
+    ("lax", "fft", (2, 4, 9, 9), (6, 4, 3, 3), dict(padding=1), False),
+    ("direct", "im2col", (2, 6, 11, 10), (6, 1, 3, 3),
+     dict(stride=2, padding="SAME", groups=6), False),
+    ("im2col", "lax", (2, 4, 7), (4, 3, 3), dict(stride=2, padding=1, output_padding=1), True),
+    ("fft (periodic)", "direct", (1, 4, 12, 12), (4, 1, 5, 5),
+     dict(padding=2, groups=4, padding_mode="circular"), False),
+]
+
+
+@needs_x64
+@pytest.mark.parametrize("fwd,train,x_shape,w_shape,kwargs,transpose", TRAINING_CASES,
+                         ids=["dense", "dw-strided", "transposed", "circular"])
+def test_a_training_method_matches_lax_in_every_derivative(plan, fwd, train, x_shape,
+                                                           w_shape, kwargs, transpose):
+  plan(fwd, train, train, fwd_train=train)
+  check_against_lax("auto", x_shape, w_shape, jnp.float64, transpose=transpose,
+                    bias=True, **kwargs)
+
+
+@needs_x64
+def test_a_training_method_under_vmap_grad_hessian_and_jacfwd(plan):
+  plan("lax", "im2col", "im2col", fwd_train="im2col")
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.standard_normal((3, 2, 10)))
+  w = jnp.asarray(rng.standard_normal((4, 2, 3)))
+
+  def loss(method):
+    return lambda w, x: jnp.sum(jaxconv.conv(x[None], w, padding=1, method=method) ** 2)
+  per_example = jax.vmap(jax.grad(loss("auto")), (None, 0))(w, x)
+  np.testing.assert_allclose(per_example, jax.vmap(jax.grad(loss("lax")), (None, 0))(w, x),
+                             rtol=1e-10, atol=1e-10)
+  hess = jax.hessian(loss("auto"), (0, 1))(w, x[0])
+  ref = jax.hessian(loss("lax"), (0, 1))(w, x[0])
+  for a, b in zip(jax.tree.leaves(hess), jax.tree.leaves(ref)):
+    np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+  jac = jax.jacfwd(lambda x: jaxconv.conv(x, w, method="auto"))(x)
+  np.testing.assert_allclose(jac, jax.jacfwd(lambda x: jaxconv.conv(x, w, method="lax"))(x),
+                             rtol=1e-10, atol=1e-10)
+
+
+def test_a_training_method_runs_only_under_differentiation(plan):
+  """`Plan.fwd_train`: a call without gradients runs the fastest forward (here
+  lax's convolution), a differentiated one the training method (the FFT) for
+  its forward and both gradients, in one or either argument."""
+  x, w = jnp.ones((2, 3, 16)), jnp.ones((4, 3, 3))
+  conv = lambda x, w: jaxconv.conv(x, w, padding=1)  # noqa: E731
+  plan("lax", "fft", "fft", fwd_train="fft")
+  fwd = _hlo(conv, x, w)
+  assert "convolution" in fwd and "fft" not in fwd
+  for argnums in (0, 1, (0, 1)):
+    grad = _hlo(jax.grad(lambda x, w: conv(x, w).sum(), argnums), x, w)
+    assert "fft" in grad and "convolution" not in grad, argnums
+  value, tangent = jax.jvp(conv, (x, w), (x, w))
+  np.testing.assert_allclose(value, jaxconv.conv(x, w, padding=1, method="lax"), rtol=1e-5)
+  np.testing.assert_allclose(tangent, 2 * value, rtol=1e-5)
+
+
+def test_a_mix_must_beat_the_best_single_method_by_the_mix_margin():
+  """`_select` rule 4 on made-up estimates (seconds per pass)."""
+  ests = {"fwd": {"lax": 1.0, "direct": 0.5, "fft": 3.0},
+          "dx": {"lax": 1.0, "direct": 1.2, "fft": 0.8},
+          "dw": {"lax": 1.0, "direct": 1.3, "fft": 0.9}}
+  mix = ("direct", "fft", "fft")                    # 2.2 s against direct's 3.0 s
+  assert _select._single_for_training(ests, mix, 1.0) is None
+  ests["fwd"]["direct"] = 0.8                       # 2.5 s against direct's 3.3 s, lax's 3.0 s
+  one, why = _select._single_for_training(ests, ("direct", "fft", "fft"), 1.0)
+  assert one == "lax" and "is not 1.3x cheaper" in why
+  # direct's 2.0 s beats the mix (2.5 s) and lax (3.0 s), but lax stays
+  # where direct is not `1 / margin` faster than it.
+  ests["dx"]["direct"] = ests["dw"]["direct"] = 0.6
+  assert _select._single_for_training(ests, mix, 0.7)[0] == "direct"
+  assert _select._single_for_training(ests, mix, 0.6)[0] == "lax"
 
 
 def test_one_method_for_all_passes_is_the_method_itself():
