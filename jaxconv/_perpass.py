@@ -28,7 +28,7 @@ from jax.custom_derivatives import SymbolicZero
 
 from ._geometry import Geometry
 from ._methods import METHODS, hook
-from ._methods.common import PASSES, bilinear_conv
+from ._methods.common import PASSES, bilinear_conv, conv_with_jvp
 from ._padding import method_geometry, pad_mode
 
 PERIODIC = " (periodic)"
@@ -98,13 +98,8 @@ def _forward_only(fwd, train):
   """`fwd(x, w, g)` without gradients; under differentiation `train`, with
   its own derivatives (its jvp, which reverse mode transposes as usual), so
   that its forward and gradients share work in one program."""
-  @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-  def conv(x, w, g):
-    return fwd(x, w, g)
-
-  def conv_jvp(g, primals, tangents):
-    x, w = primals
-    tx, tw = tangents
+  def rule(conv, g, x, w, tx, tw):
+    del conv
     if isinstance(tx, SymbolicZero) and isinstance(tw, SymbolicZero):
       y = train(x, w, g)
       return y, jnp.zeros_like(y)
@@ -114,5 +109,4 @@ def _forward_only(fwd, train):
       return jax.jvp(lambda x: train(x, w, g), (x,), (tx,))
     return jax.jvp(lambda x, w: train(x, w, g), (x, w), (tx, tw))
 
-  conv.defjvp(conv_jvp, symbolic_zeros=True)
-  return conv
+  return conv_with_jvp(fwd, rule)

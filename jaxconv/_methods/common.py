@@ -152,6 +152,20 @@ def zeros_varying_like(shape, dtype, *operands):
   return lax.pcast(zeros, tuple(sorted(axes)), to="varying") if axes else zeros
 
 
+def conv_with_jvp(fwd, rule):
+  """`fwd(x, w, g)` as a `jax.custom_jvp` whose rule is
+  `rule(conv, g, x, w, tx, tw) -> (y, ty)`, `conv` being the result itself;
+  a tangent JAX knows to be zero arrives as a `SymbolicZero`. `g` (a
+  hashable Geometry) is static."""
+  @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+  def conv(x, w, g):
+    return fwd(x, w, g)
+
+  conv.defjvp(lambda g, primals, tangents: rule(conv, g, *primals, *tangents),
+              symbolic_zeros=True)
+  return conv
+
+
 def bilinear_conv(fwd, dx, dw):
   """`fwd(x, w, g)` with the tangent rule of a bilinear map: `dx(tx, w, g) +
   dw(x, tw, g)`, each term written by the caller so that its transpose (the
@@ -162,13 +176,7 @@ def bilinear_conv(fwd, dx, dw):
   nothing. The rule's primal calls the result itself, so higher orders keep
   these terms too. `g` (a hashable Geometry) is static.
   """
-  @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-  def conv(x, w, g):
-    return fwd(x, w, g)
-
-  def conv_jvp(g, primals, tangents):
-    x, w = primals
-    tx, tw = tangents
+  def rule(conv, g, x, w, tx, tw):
     y = conv(x, w, g)
     terms = []
     if not isinstance(tx, SymbolicZero):
@@ -179,5 +187,4 @@ def bilinear_conv(fwd, dx, dw):
       return y, jnp.zeros_like(y)
     return y, functools.reduce(jnp.add, terms).astype(y.dtype)
 
-  conv.defjvp(conv_jvp, symbolic_zeros=True)
-  return conv
+  return conv_with_jvp(fwd, rule)
