@@ -6,6 +6,7 @@ x log2(size) for FFT)."""
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import jax
 import numpy as np
@@ -14,11 +15,13 @@ def tolerance(name: str, g) -> float:
   """Float32 relative tolerance for the method or peer `name` on geometry `g`.
 
   Peers whose name mentions 'fft' get the FFT tolerance; a per-pass plan
-  ('lax / im2col / fft', an auto pick) the loosest of its methods'.
+  ('lax / im2col / fft' or 'lax; grad: im2col', an auto pick,
+  `problem.plan_label`) the loosest of its methods'.
   """
   from jaxconv.testing import tolerance as jaxconv_tolerance
-  if " / " in name:
-    return max(tolerance(part, g) for part in name.split(" / "))
+  parts = re.split(r" / |; grad: ", name)
+  if len(parts) > 1:
+    return max(tolerance(part, g) for part in parts)
   return jaxconv_tolerance("fft" if "fft" in name else name, np.float32, g)
 
 

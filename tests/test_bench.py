@@ -555,3 +555,9 @@ def test_tolerance_of_a_per_pass_plan_is_its_loosest_method():
   assert check.tolerance("lax / im2col / fft", g) == check.tolerance("fft", g)
   assert check.tolerance("lax / im2col / im2col", g) == max(
       check.tolerance("lax", g), check.tolerance("im2col", g))
+  # A plan whose differentiated calls run one method (`Plan.fwd_train`).
+  from bench import problem
+  from jaxconv import _select
+  label, _ = problem.plan_label(_select.Plan("lax", "fft", "fft", ("test",) * 3, "fft"))
+  assert label == "lax; grad: fft"
+  assert check.tolerance(label, g) == check.tolerance("fft", g)
