@@ -310,6 +310,28 @@ def pass_program(conv, g: Geometry, pass_: str):
   return lambda x, w, ct: jax.vjp(lambda w: conv(x, w, g), w)[1](ct)[0]
 
 
+def training_program(conv, g: Geometry):
+  """`(x, w, ct) -> (y, dx, dw)`: the forward and both gradients of
+  `conv(x, w, g)` in one program, as a training step runs them (the passes
+  share work there, e.g. the padded input or FFT spectra, which `pass_program`
+  times apart).
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from jaxconv._autotune import training_program
+    >>> from jaxconv._geometry import geometry_of
+    >>> from jaxconv._methods import direct
+    >>> g = geometry_of((1, 2, 8), (3, 2, 3))
+    >>> x, w, ct = jnp.ones((1, 2, 8)), jnp.ones((3, 2, 3)), jnp.ones((1, 3, 6))
+    >>> [a.shape for a in jax.jit(training_program(direct.conv, g))(x, w, ct)]
+    [(1, 3, 6), (1, 2, 8), (3, 2, 3)]
+  """
+  def run(x, w, ct):
+    y, vjp = jax.vjp(lambda x, w: conv(x, w, g), x, w)
+    return (y, *vjp(ct))
+  return run
+
+
 def time_candidates(g: Geometry, methods: list[str]) -> dict[str, dict[str, float]]:
   """Median seconds of each pass of each method: `{pass: {method: seconds}}`.
 

@@ -69,12 +69,16 @@ class Profile:
     key: the device key the profile was measured on ('generic' for `GENERIC`).
     source: 'user', 'shipped', 'nearest' or 'generic'.
     exact: whether it was measured on this very device (user or shipped).
+    training: `{"share": {method: f}, "mix_share": f}`, how much of the sum of
+      its passes' times a fused training step takes (`calibrate.fit_training`);
+      empty for profiles measured without training steps.
   """
   coefficients: dict
   cache_bytes: int
   key: str
   source: str
   exact: bool
+  training: dict = dataclasses.field(default_factory=dict)
 
   def describe(self) -> str:
     """A short phrase for `select_method`'s reasons."""
@@ -238,7 +242,7 @@ def clear_caches() -> None:
 
 def _from_entry(entry: dict, key: str, source: str, exact: bool) -> Profile:
   return Profile(entry["coefficients"], int(entry.get("cache_bytes", DEFAULT_CACHE_BYTES)),
-                 key, source, exact)
+                 key, source, exact, entry.get("training", {}))
 
 
 @functools.lru_cache(maxsize=None)

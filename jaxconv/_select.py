@@ -38,15 +38,22 @@ FALLBACK_MARGIN = 0.4
 False): leaving lax needs a predicted 2.5x gain, since the constants were
 measured elsewhere."""
 
-MIX_MARGIN = 0.77
-"""A differentiated call runs different methods per pass only if their three
-passes are estimated below `MIX_MARGIN` x those of the best single method
-(~1.3x cheaper); otherwise it runs that method for all three passes. One
-method's fused forward+backward shares work between its passes (the padded
-input, im2col's patches, FFT spectra) that a mix recomputes: on the Xeon's
-full bench (2026-12-07) single methods' forward+backward took a median 0.62x
-the sum of their separately timed passes, mixed plans 0.69x, and up to 0.87x.
-The un-differentiated forward still runs the fastest forward (`Plan.fwd`)."""
+MIX_MARGIN = 0.9
+"""Rule 4's hysteresis. A differentiated call is costed as a training step:
+the sum of its three pass estimates times the profile's measured share
+(`Profile.training`, `calibrate.fit_training`), since one method's fused
+forward+backward shares work between its passes (the padded input, im2col's
+patches, FFT spectra) that a mix of methods recomputes. A mix is kept only if
+its step is below `MIX_MARGIN` x the best single method's; one method replaces
+the per-pass one only if its step is below `MIX_MARGIN` x that one's. The
+un-differentiated forward still runs the fastest forward (`Plan.fwd`)."""
+
+UNMEASURED_MIX_SHARE = 1.17
+"""A mix's share in a profile without measured training steps (every method's
+share then 1): a mix must be estimated 1.3x cheaper than the best single
+method (0.9 / 1.17), the margin first set by hand from the Xeon's full bench
+(2026-12-07: single methods' forward+backward a median 0.62x of their passes'
+sum, mixes 0.69x)."""
 
 PERIODIC = " (periodic)"
 """Suffix of a candidate that is a method's periodic hook (circular padding)."""
@@ -282,9 +289,7 @@ def _select(g: Geometry, backend: str, budget: int, local: bool) -> Plan:
     return Plan(method, method, method, (why, why, why))
   ests = {p: candidates(p) for p in PASSES}
   (f, rf), (dx, rdx), (dw, rdw) = (_pick(ests[p], p, where, margin, tail) for p in PASSES)
-  if len({f, dx, dw}) == 1:
-    return Plan(f, dx, dw, (rf, rdx, rdw))
-  one = _single_for_training(ests, (f, dx, dw), margin)
+  one = _training_method(ests, (f, dx, dw), margin, *training_shares(prof))
   if one is None:
     return Plan(f, dx, dw, (rf, rdx, rdw))
   m, why = one
@@ -292,23 +297,48 @@ def _select(g: Geometry, backend: str, budget: int, local: bool) -> Plan:
   return Plan(f, m, m, (rf, rdx, rdw), None if m == f else m)
 
 
-def _single_for_training(ests: dict[str, dict[str, float]], mix: tuple[str, str, str],
-                         margin: float) -> tuple[str, str] | None:
-  """The one method a differentiated call runs instead of the per-pass `mix`
-  (`MIX_MARGIN`), and why; None to keep the mix."""
-  mixed = sum(ests[p][m] for p, m in zip(PASSES, mix))
-  total = {m: sum(ests[p][m] for p in PASSES) for m in ests[PASSES[0]]
+def training_shares(prof: _profiles.Profile) -> tuple[dict[str, float], float]:
+  """`(share per candidate, share of a mix)` of `prof` for rule 4: measured
+  ones (a method without its own gets the median of the others), else 1 and
+  `UNMEASURED_MIX_SHARE`."""
+  measured = prof.training.get("share", {})
+  if not measured:
+    return {}, UNMEASURED_MIX_SHARE
+  default = float(np.median(list(measured.values())))
+  share = {m: measured.get(m, default) for m in METHODS}
+  share |= {m + PERIODIC: share[m] for m in METHODS}
+  return share, prof.training.get("mix_share", max(measured.values()))
+
+
+def _training_method(ests: dict[str, dict[str, float]], picks: tuple[str, str, str],
+                     margin: float, share: dict[str, float] | None = None,
+                     mix_share: float = UNMEASURED_MIX_SHARE) -> tuple[str, str] | None:
+  """The one method a differentiated call runs instead of the per-pass
+  `picks` (rule 4, `MIX_MARGIN`), and why; None to keep the picks.
+
+  `share` (default 1 for every method) and `mix_share` scale the sum of the
+  three pass estimates to a training step's (`training_shares`).
+  """
+  share = share or {}
+  total = {m: share.get(m, 1.0) * sum(ests[p][m] for p in PASSES) for m in ests[PASSES[0]]
            if all(m in ests[p] for p in PASSES)}
   if not total:
     return None
   best = min(total, key=total.__getitem__)
   if "lax" in total and best != "lax" and total[best] > margin * total["lax"]:
     best = "lax"
+  head = f"one method for all passes of a differentiated call: its est. training step " \
+         f"{_ms(total[best])}"
+  if len(set(picks)) == 1:
+    current = total.get(picks[0])
+    if best == picks[0] or current is None or total[best] >= MIX_MARGIN * current:
+      return None
+    return best, f"{head} is {current / total[best]:.2g}x cheaper than {picks[0]}'s"
+  mixed = mix_share * sum(ests[p][m] for p, m in zip(PASSES, picks))
   if mixed < MIX_MARGIN * total[best]:
     return None
-  return best, (f"one method for all passes of a differentiated call: its est. "
-                f"fwd+dx+dw {_ms(total[best])}, and the per-pass mix {' / '.join(mix)} "
-                f"({_ms(mixed)}) is not {1 / MIX_MARGIN:.2g}x cheaper")
+  return best, (f"{head}, and the per-pass mix {' / '.join(picks)}'s ({_ms(mixed)}) "
+                f"is not {1 / MIX_MARGIN:.2g}x cheaper")
 
 
 def select(g: Geometry, backend: str | None = None, budget: int | None = None, *,
@@ -335,11 +365,14 @@ def select(g: Geometry, backend: str | None = None, budget: int | None = None, *
      estimated at least `1 / LAX_MARGIN` (~1.4x) faster, or
      `1 / FALLBACK_MARGIN` (2.5x) with another device's or the generic
      profile.
-  4. Where the passes' winners differ, a differentiated call keeps that mix
-     only if its three estimates sum below `MIX_MARGIN` x those of the best
-     single method (chosen as in 3, over the sum); otherwise that method
-     runs all three passes of a differentiated call (`Plan.fwd_train`), as
-     its own forward+backward shares work between them.
+  4. A differentiated call is costed as a training step: the sum of the
+     three estimates times the profile's measured share of one method's, or
+     of a mix's, fused forward+backward (`training_shares`). Where the passes'
+     winners differ, the mix is kept only if its step is below `MIX_MARGIN`
+     x that of the best single method (chosen as in 3, over the steps);
+     otherwise, and where one method's step is below `MIX_MARGIN` x that of
+     the passes' common winner, that method runs all three passes of a
+     differentiated call (`Plan.fwd_train`).
 
   Integer and bool inputs have no gradients: one method for all passes,
   chosen by its forward estimate. The input-gradient method is the one whose
@@ -378,8 +411,10 @@ def select_method(x_shape: Shape, w_shape: Shape, dtype: DTypeLike = "float32", 
   another method is estimated ~1.4x faster. Typical picks on a CPU: 'fft'
   for large kernels, long 1-D filters and 3-D volumes, 'direct'/'im2col' for
   depthwise 3x3 and 1x1. Inference runs only `plan.fwd`. A differentiated call
-  mixes methods only where the mix is estimated ~1.3x cheaper than the best
-  single method (`MIX_MARGIN`); otherwise that method runs its own whole
+  is costed as a training step, with the share of its passes' sum that a
+  fused forward+backward takes as measured by the calibration: it mixes
+  methods only where the mix's step is clearly cheaper than the best single
+  method's (`MIX_MARGIN`); otherwise that method runs its own whole
   forward+backward (`plan.fwd_train`), sharing work between the passes. For an exact
   answer on your device, `method="autotune"` times the candidates instead.
 

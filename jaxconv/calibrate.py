@@ -45,7 +45,8 @@ import jax
 import numpy as np
 
 from . import _budget, _malloc, _profiles, _select
-from ._autotune import pass_program
+from . import _perpass
+from ._autotune import pass_program, training_program
 from ._geometry import Geometry, geometry_of, make_transpose_geometry
 from ._methods import METHODS
 from ._methods.common import PASSES
@@ -170,6 +171,39 @@ def _timed(call) -> float:
   return time.perf_counter() - t
 
 
+def _round_robin(calls: dict, warm: dict, budget_s: float) -> dict[str, list[float]]:
+  """Timed runs of every call, interleaved: `{label: [seconds]}`. A call whose
+  warm-up was `CUTOFF` x slower than the fastest (and over `SLOW_S`) keeps its
+  warm-up time only."""
+  fastest = min(warm.values())
+  slow = {m for m, t in warm.items() if t > SLOW_S and t > CUTOFF * fastest}
+  samples = {m: [warm[m]] if m in slow else [] for m in calls}
+  spent, rounds = 0.0, 0
+  while rounds < ROUNDS[1] and (rounds < ROUNDS[0] or spent < budget_s * len(calls)):
+    for m in calls:
+      if m not in slow:
+        t = _timed(calls[m])
+        samples[m].append(t)
+        spent += t
+    rounds += 1
+  return samples
+
+
+def _compiled(program, x, w, ct) -> tuple:
+  """`(call, compile seconds, warm-up seconds)` of a jitted `program`."""
+  t0 = time.perf_counter()
+  compiled = jax.jit(program).lower(x, w, ct).compile()
+  compile_s = time.perf_counter() - t0
+  call = lambda: compiled(x, w, ct)  # noqa: E731
+  return call, compile_s, _timed(call)
+
+
+def _sample(case: str, label: str, stage: str, ts: list[float], compile_s: float) -> dict:
+  return {"case": case, "method": label, "pass": stage, "seconds": min(ts),
+          "median": statistics.median(ts), "repeats": len(ts),
+          "compile_s": round(compile_s, 3)}
+
+
 def measure_shape(shape: Shape, methods: Sequence[str], budget_s: float) -> list[dict]:
   """Seconds of every pass of every method on `shape`, timed round-robin.
 
@@ -187,40 +221,80 @@ def measure_shape(shape: Shape, methods: Sequence[str], budget_s: float) -> list
       mod = METHODS[m]
       if mod.supports(g, "calibrate") is not None or _budget.over(mod.temp_bytes(g), budget):
         continue
-      t0 = time.perf_counter()
-      compiled = jax.jit(pass_program(mod.conv, g, p)).lower(x, w, ct).compile()
-      compile_s[m] = time.perf_counter() - t0
-      calls[m] = lambda c=compiled: c(x, w, ct)
-      warm[m] = _timed(calls[m])
+      calls[m], compile_s[m], warm[m] = _compiled(pass_program(mod.conv, g, p), x, w, ct)
     if not calls:
       continue
-    fastest = min(warm.values())
-    slow = {m for m, t in warm.items() if t > SLOW_S and t > CUTOFF * fastest}
-    samples = {m: [warm[m]] if m in slow else [] for m in calls}
-    spent, rounds = 0.0, 0
-    while rounds < ROUNDS[1] and (rounds < ROUNDS[0] or spent < budget_s * len(calls)):
-      for m in calls:
-        if m not in slow:
-          t = _timed(calls[m])
-          samples[m].append(t)
-          spent += t
-      rounds += 1
-    for m, ts in samples.items():
-      out.append({"case": shape.name, "method": m, "pass": p, "seconds": min(ts),
-                  "median": statistics.median(ts), "repeats": len(ts),
-                  "compile_s": round(compile_s[m], 3)})
+    for m, ts in _round_robin(calls, warm, budget_s).items():
+      out.append(_sample(shape.name, m, p, ts, compile_s[m]))
   return out
+
+
+TRAIN = "train"
+"""The stage of a sample that times a forward and both gradients in one
+program (`measure_training`), next to the passes ('fwd', 'dx', 'dw')."""
+TRAIN_CONTENDERS = 3.0
+"""`measure_training` times the training step of the methods whose passes sum
+to at most this many times the least sum: the others cannot win one."""
+MIX_SEP = " / "
+"""Joins the per-pass methods of a mix in a sample's 'method' ('lax / fft / fft')."""
+
+
+def measure_training(shape: Shape, pass_samples: Sequence[dict], budget_s: float
+                     ) -> list[dict]:
+  """Seconds of the fused training step (forward, input and weight gradient
+  in one program, `training_program`) of the contending methods on `shape`,
+  and of the per-pass mix of the fastest measured passes where that is not
+  one method (run as `auto` runs a mix, `jaxconv._perpass.per_pass`).
+
+  Args:
+    shape: a calibration shape.
+    pass_samples: `measure_shape`'s samples of `shape` (the methods and their
+      pass times).
+    budget_s: seconds of timed runs per program, as `measure_shape`.
+
+  Returns:
+    One sample per program, as `measure_shape`'s, with `pass` 'train', the
+    mix's `method` its three names joined by `MIX_SEP`, and `passes_s`, the
+    sum of the separately timed passes it runs (what it would take without
+    sharing work between them).
+  """
+  secs: dict[str, dict[str, float]] = {}
+  for s in pass_samples:
+    if s["case"] == shape.name and s["pass"] in PASSES:
+      secs.setdefault(s["method"], {})[s["pass"]] = s["seconds"]
+  sums = {m: sum(t.values()) for m, t in secs.items() if len(t) == len(PASSES)}
+  if not sums:
+    return []
+  least = min(sums.values())
+  programs = {m: METHODS[m].conv for m, t in sums.items() if t <= TRAIN_CONTENDERS * least}
+  mix = tuple(min((m for m in sums), key=lambda m, p=p: secs[m][p]) for p in PASSES)
+  passes_s = dict(sums)
+  if len(set(mix)) > 1:
+    label = MIX_SEP.join(mix)
+    programs[label] = _perpass.per_pass(*mix)
+    passes_s[label] = sum(secs[m][p] for m, p in zip(mix, PASSES))
+  g = shape.geometry()
+  x, w, ct = _inputs(g)
+  calls, compile_s, warm = {}, {}, {}
+  for label, conv in programs.items():
+    calls[label], compile_s[label], warm[label] = _compiled(training_program(conv, g),
+                                                             x, w, ct)
+  return [dict(_sample(shape.name, label, TRAIN, ts, compile_s[label]),
+               passes_s=passes_s[label])
+          for label, ts in _round_robin(calls, warm, budget_s).items()]
 
 
 def measure(shapes: Sequence[Shape], methods: Sequence[str], budget_s: float = 0.05,
             progress=_progress) -> list[dict]:
-  """`measure_shape` for every shape, with a progress bar on stderr, in the
-  malloc state of a long-running process (`_malloc.settle`)."""
+  """`measure_shape` and `measure_training` for every shape, with a progress
+  bar on stderr, in the malloc state of a long-running process
+  (`_malloc.settle`)."""
   _malloc.settle()
   out = []
   for i, shape in enumerate(shapes):
     progress(i, len(shapes), shape.name)
-    out += measure_shape(shape, methods, budget_s)
+    passes = measure_shape(shape, methods, budget_s)
+    out += passes + measure_training(shape, passes, budget_s)
   progress(len(shapes), len(shapes), "done")
   return out
 
@@ -435,7 +509,7 @@ def rank_quality(samples: Sequence[dict], shapes: dict[str, Shape], coefs: dict,
   feats = _features(samples, shapes, cache_bytes)
   times: dict = {}
   for s in samples:
-    if s["case"] in shapes:
+    if s["case"] in shapes and s["pass"] in PASSES:
       times.setdefault((s["case"], s["pass"]), {})[s["method"]] = s
   near, slow = 0, []
   for (_, p), by_m in times.items():
@@ -453,6 +527,41 @@ def rank_quality(samples: Sequence[dict], shapes: dict[str, Shape], coefs: dict,
   n = len(slow)
   return {"passes": n, "within_1.1x": near,
           "geomean_slowdown": round(math.exp(statistics.mean(slow)), 3) if n else None}
+
+
+MIN_TRAINING_SAMPLES = 3
+"""`fit_training` reports a share only from at least this many training steps."""
+
+
+def fit_training(samples: Sequence[dict]) -> dict:
+  """How much of the sum of its separately timed passes a fused training step
+  takes, per method and for mixes: `auto`'s training rule
+  (`jaxconv._select.MIX_MARGIN`) scales its estimates by these shares.
+
+  Returns:
+    `{"share": {method: median of step / sum of passes}, "mix_share": the same
+    over mixes, "steps": number of training steps}`; a method (or the mixes)
+    with fewer than `MIN_TRAINING_SAMPLES` steps is left out.
+
+  Example:
+    >>> steps = [{"pass": "train", "method": m, "seconds": t, "passes_s": 1.0}
+    ...          for m, t in [("fft", 0.5), ("fft", 0.6), ("fft", 0.4),
+    ...                       ("lax", 0.7), ("lax / fft / fft", 0.8)]]
+    >>> fit_training(steps)
+    {'share': {'fft': 0.5}, 'steps': 5}
+  """
+  ratios: dict[str, list[float]] = {}
+  for s in samples:
+    if s["pass"] == TRAIN and s.get("passes_s"):
+      key = "mix" if MIX_SEP in s["method"] else s["method"]
+      ratios.setdefault(key, []).append(s["seconds"] / s["passes_s"])
+  share = {k: round(statistics.median(r), 3) for k, r in ratios.items()
+           if len(r) >= MIN_TRAINING_SAMPLES}
+  out = {"share": {k: v for k, v in share.items() if k != "mix"}}
+  if "mix" in share:
+    out["mix_share"] = share["mix"]
+  out["steps"] = sum(map(len, ratios.values()))
+  return out
 
 
 def best_fit(samples, shapes, llc: int) -> tuple[int, dict, dict]:
@@ -544,8 +653,13 @@ def main(argv: Sequence[str] | None = None) -> int:
   cache, coefs, _ = best_fit(samples, by_name, llc)
   coefs = fit_decisions(samples, by_name, cache, coefs)
   quality = fit_quality(samples, by_name, coefs, cache)
+  training = fit_training(samples)
+  if training["steps"]:
+    shares = ", ".join(f"{m} {v}" for m, v in training["share"].items())
+    print(f"training step / sum of its passes (median over {training['steps']} steps): "
+          f"{shares}; mixes {training.get('mix_share', '-')}")
   entry = {
-      "coefficients": coefs, "cache_bytes": cache, "device": key,
+      "coefficients": coefs, "cache_bytes": cache, "training": training, "device": key,
       "jax": jax.__version__,
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
       "command": "python -m jaxconv.calibrate " + shlex.join(argv),

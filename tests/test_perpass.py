@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 import jaxconv
-from jaxconv import _perpass, _select
+from jaxconv import _perpass, _profiles, _select
 from jaxconv._geometry import geometry_of
 from jaxconv._methods import METHODS
+from jaxconv._methods.common import PASSES
 from jaxconv.testing import check_against_lax
 
 from configs import CASES as TABLE, needs_x64
@@ -140,20 +141,51 @@ def test_a_training_method_runs_only_under_differentiation(plan):
 
 
 def test_a_mix_must_beat_the_best_single_method_by_the_mix_margin():
-  """`_select` rule 4 on made-up estimates (seconds per pass)."""
+  """`_select` rule 4 on made-up estimates (seconds per pass), without
+  measured shares: a mix must be ~1.3x cheaper than the best single method."""
+  rule = _select._training_method
   ests = {"fwd": {"lax": 1.0, "direct": 0.5, "fft": 3.0},
           "dx": {"lax": 1.0, "direct": 1.2, "fft": 0.8},
           "dw": {"lax": 1.0, "direct": 1.3, "fft": 0.9}}
   mix = ("direct", "fft", "fft")                    # 2.2 s against direct's 3.0 s
-  assert _select._single_for_training(ests, mix, 1.0) is None
+  assert rule(ests, mix, 1.0) is None
   ests["fwd"]["direct"] = 0.8                       # 2.5 s against direct's 3.3 s, lax's 3.0 s
-  one, why = _select._single_for_training(ests, ("direct", "fft", "fft"), 1.0)
-  assert one == "lax" and "is not 1.3x cheaper" in why
+  one, why = rule(ests, mix, 1.0)
+  assert one == "lax" and "is not 1.1x cheaper" in why
   # direct's 2.0 s beats the mix (2.5 s) and lax (3.0 s), but lax stays
   # where direct is not `1 / margin` faster than it.
   ests["dx"]["direct"] = ests["dw"]["direct"] = 0.6
-  assert _select._single_for_training(ests, mix, 0.7)[0] == "direct"
-  assert _select._single_for_training(ests, mix, 0.6)[0] == "lax"
+  assert rule(ests, mix, 0.7)[0] == "direct"
+  assert rule(ests, mix, 0.6)[0] == "lax"
+  # One method picked for every pass stays without measured shares.
+  assert rule(ests, ("direct",) * 3, 0.7) is None
+
+
+def test_measured_shares_cost_a_training_step():
+  """With measured shares (`Profile.training`) the sums become training steps:
+  fft's fused step (a quarter of its passes' sum here) replaces direct, the
+  common winner of the three passes, and a mix that shares little loses."""
+  rule = _select._training_method
+  ests = {p: {"lax": 1.0, "direct": 0.5, "fft": 0.6} for p in PASSES}
+  share = {"lax": 0.7, "direct": 0.9, "fft": 0.25}
+  assert rule(ests, ("direct",) * 3, 1.0) is None               # no shares: direct stays
+  one, why = rule(ests, ("direct",) * 3, 1.0, share, 0.7)       # 0.45 s against 1.35 s
+  assert one == "fft" and "3x cheaper than direct's" in why
+  ests["dw"]["direct"] = 0.1                                     # the mix direct/direct/direct
+  ests["dw"]["fft"] = 0.05                                       # becomes direct/direct/fft
+  assert rule(ests, ("direct", "direct", "fft"), 1.0, share, 0.7)[0] == "fft"
+  assert rule(ests, ("direct", "direct", "fft"), 1.0, share, 0.2) is None
+
+
+def test_training_shares_of_a_profile():
+  prof = _profiles.Profile({}, 1, "k", "user", True,
+                           {"share": {"lax": 0.7, "fft": 0.5, "im2col": 0.6},
+                            "mix_share": 0.8})
+  share, mix = _select.training_shares(prof)
+  assert share["fft"] == share["fft (periodic)"] == 0.5 and mix == 0.8
+  assert share["direct"] == 0.6                                  # the median of the others
+  assert _select.training_shares(_profiles.Profile({}, 1, "k", "generic", False)) == (
+      {}, _select.UNMEASURED_MIX_SHARE)
 
 
 def test_one_method_for_all_passes_is_the_method_itself():

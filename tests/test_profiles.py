@@ -170,6 +170,7 @@ def test_main_fits_saved_samples_and_writes_the_user_profile(tmp_path, capsys):
   entry = json.loads(_profiles.user_file().read_text())["profiles"][SHIPPED]
   assert set(entry["coefficients"]) == {"lax", "direct", "fft"}
   assert entry["held_out"]["after"]["passes"] > 0
+  assert entry["training"] == {"share": {}, "steps": 0}     # no training steps saved
   assert _profiles.profile("cpu").source == "user"
 
 
@@ -179,6 +180,24 @@ def test_measure_times_every_pass_of_every_method():
   assert {(s["method"], s["pass"]) for s in samples} == {
       (m, p) for m in ("lax", "direct") for p in PASSES}
   assert all(s["seconds"] > 0 and s["repeats"] >= calibrate.ROUNDS[0] for s in samples)
+
+
+def test_measure_training_times_the_fused_steps_of_contenders_and_the_mix():
+  """The training step of each method within `TRAIN_CONTENDERS` of the least
+  pass sum, and of the per-pass mix of the fastest passes (made up here:
+  lax forward, direct gradients; fft far behind)."""
+  shape = next(s for s in calibrate.QUICK if s.name == "tiny-3x3")
+  fake = {"lax": (1.0, 2.0, 2.0), "direct": (2.0, 1.0, 1.0), "fft": (9.0, 9.0, 9.0)}
+  passes = [{"case": shape.name, "method": m, "pass": p, "seconds": t * 1e-3}
+            for m, ts in fake.items() for p, t in zip(PASSES, ts)]
+  steps = calibrate.measure_training(shape, passes, budget_s=0.0)
+  by = {s["method"]: s for s in steps}
+  assert set(by) == {"lax", "direct", "lax / direct / direct"}
+  assert all(s["pass"] == calibrate.TRAIN and s["seconds"] > 0 for s in steps)
+  assert by["lax"]["passes_s"] == pytest.approx(5e-3)
+  assert by["lax / direct / direct"]["passes_s"] == pytest.approx(3e-3)
+  fitted = calibrate.fit_training(steps * calibrate.MIN_TRAINING_SAMPLES)
+  assert set(fitted["share"]) == {"lax", "direct"} and fitted["mix_share"] > 0
 
 
 def test_list_and_bad_cases(capsys):
