@@ -163,8 +163,9 @@ def run_case(case: Case, methods: Sequence[str], policy: Policy, *,
       with reported(row):
         todo = _execute(row, _stages(case, name, (x, w, ct), refs), max_temp_bytes)
         if name == "autotune":
-          row.plan = _autotuned(case)
-          row.choice = row.plan and problem.methods_label(row.plan)
+          tuned = _autotuned(case)
+          row.plan = tuned and tuned.methods
+          row.choice = tuned and problem.plan_label(tuned)[0]
           twin = next((r for r in rows if r.method == row.choice and r.status == OK), None)
           if todo and twin is not None and _same_program(case, name, twin.method, x, w):
             # Timing the same program twice only measures cache and order
@@ -215,12 +216,11 @@ def _method_of(choice: str | None) -> str | None:
   return choice
 
 
-def _autotuned(case: Case) -> tuple[str, str, str] | None:
-  """The methods per pass autotune settled on for `case` (looked up, never
-  re-tuned)."""
+def _autotuned(case: Case):
+  """The `jaxconv._select.Plan` autotune settled on for `case` (looked up,
+  never re-tuned), or None."""
   from jaxconv import _autotune
-  plan = _autotune._memory.get(_autotune.cache_key(problem.method_geometry(case)))
-  return None if plan is None else tuple(plan)
+  return _autotune._memory.get(_autotune.cache_key(problem.method_geometry(case)))
 
 
 def _same_program(case: Case, a: str, b: str, x, w) -> bool:
@@ -448,7 +448,7 @@ def _network_picks(method: str, geoms) -> list[str]:
   if method == "auto":
     return [problem.plan_label(_select.select(g))[0] for g in geoms]
   if method == "autotune":  # tuned while compiling: these are memory hits
-    return [problem.methods_label(p) for p in map(_autotune.choose, geoms)]
+    return [problem.plan_label(p)[0] for p in map(_autotune.choose, geoms)]
   return [method] * len(geoms)
 
 

@@ -40,7 +40,7 @@ except ImportError:  # not POSIX (Windows): see _locked
 import jax
 import numpy as np
 
-from . import _malloc, _select
+from . import _malloc, _perpass, _select
 from ._geometry import Geometry
 from ._methods import METHODS, nonfinite_spread
 from ._methods.common import PASSES, check_pass, out_dtype
@@ -59,11 +59,23 @@ CUTOFF = 5.0
 """A candidate whose warm-up run is `CUTOFF` x slower than the best time so far
 is not timed further."""
 
+TRAIN = "train"
+"""The stage that times a forward and both gradients in one program
+(`training_program`), next to the passes 'fwd', 'dx', 'dw'."""
+
+TRAIN_CONTENDERS = 3.0
+"""`training_contenders`: a method whose passes sum to more than this many
+times the least sum cannot win a training step (a fused step takes at least
+~0.4x its passes' sum), so its step is not timed."""
+
+MIX_SEP = " / "
+"""Joins the per-pass methods of a mix in a training step's label."""
+
 LOCK_STALE_S = 30.0
 """Without `fcntl` only: a lock file older than this is taken as left by a dead
 process and removed (a write holds it for milliseconds)."""
 
-_memory: dict[str, tuple[str, str, str]] = {}
+_memory: dict[str, _select.Plan] = {}
 _warned: set[tuple[str, str]] = set()
 
 
@@ -332,13 +344,73 @@ def training_program(conv, g: Geometry):
   return run
 
 
+def _median_time(program, x, w, ct, best: float) -> float:
+  """Median seconds of the jitted `program`; its warm-up alone when that is
+  `CUTOFF` x slower than `best`, the best time so far."""
+  compiled = jax.jit(program).lower(x, w, ct).compile()
+  run = lambda: jax.block_until_ready(compiled(x, w, ct))  # noqa: E731
+  t0 = time.perf_counter()
+  run()
+  samples = [time.perf_counter() - t0]
+  if samples[0] < CUTOFF * best:
+    samples = []
+    while len(samples) < 10 and (len(samples) < 3 or sum(samples) < BUDGET_S):
+      t0 = time.perf_counter()
+      run()
+      samples.append(time.perf_counter() - t0)
+  return statistics.median(samples)
+
+
+def training_contenders(seconds: dict[str, dict[str, float]]) -> dict[str, tuple[str, ...]]:
+  """The training steps worth timing, from each method's pass times.
+
+  Args:
+    seconds: `{method: {pass: seconds}}`.
+
+  Returns:
+    `{label: (fwd, dx, dw)}`: every method whose three passes sum to at most
+    `TRAIN_CONTENDERS` x the least sum, and the mix of the fastest method of
+    each pass where that is not one method (its label the names joined by
+    `MIX_SEP`).
+
+  Example:
+    >>> from jaxconv._autotune import training_contenders
+    >>> training_contenders({"lax": {"fwd": 1, "dx": 2, "dw": 2},
+    ...                      "fft": {"fwd": 2, "dx": 1, "dw": 1},
+    ...                      "toeplitz": {"fwd": 9, "dx": 9, "dw": 9}})
+    {'lax': ('lax', 'lax', 'lax'), 'fft': ('fft', 'fft', 'fft'), 'lax / fft / fft': ('lax', 'fft', 'fft')}
+  """
+  sums = {m: sum(t[p] for p in PASSES) for m, t in seconds.items()
+          if all(p in t for p in PASSES)}
+  if not sums:
+    return {}
+  least = min(sums.values())
+  out = {m: (m,) * len(PASSES) for m, t in sums.items() if t <= TRAIN_CONTENDERS * least}
+  mix = tuple(min(sums, key=lambda m, p=p: seconds[m][p]) for p in PASSES)
+  if len(set(mix)) > 1:
+    out[MIX_SEP.join(mix)] = mix
+  return out
+
+
+def step_program(methods: tuple[str, ...], g: Geometry):
+  """`training_program` of one method, or of a per-pass mix as `auto` runs it."""
+  conv = (METHODS[methods[0]].conv if len(set(methods)) == 1
+          else _perpass.per_pass(*methods))
+  return training_program(conv, g)
+
+
 def time_candidates(g: Geometry, methods: list[str]) -> dict[str, dict[str, float]]:
-  """Median seconds of each pass of each method: `{pass: {method: seconds}}`.
+  """Median seconds of each pass of each method: `{pass: {method: seconds}}`,
+  and of the training steps worth timing: `{"train": {label: seconds}}`.
 
   The passes are 'fwd', 'dx' and 'dw' (`pass_program`); integer inputs have
-  no gradients, so only 'fwd'. Runs eagerly on concrete arrays even when
-  called during a trace. A method that fails to compile or run a pass is
-  left out of every pass (with one warning).
+  no gradients, so only 'fwd'. Where more than one training step could win
+  (`training_contenders`: the close methods and the per-pass mix), each is
+  timed as one program (`training_program`), since one method's fused
+  forward+backward shares work that a mix recomputes. Runs eagerly on
+  concrete arrays even when called during a trace. A method that fails to
+  compile or run a pass is left out of every pass (with one warning); a step
+  that fails is left out of the steps.
   """
   differentiable = np.dtype(g.dtype).kind in "fc"
   _malloc.settle()   # time as a long-running process runs (see `_malloc`)
@@ -353,41 +425,64 @@ def time_candidates(g: Geometry, methods: list[str]) -> dict[str, dict[str, floa
         if m in failed:
           continue
         try:
-          compiled = jax.jit(pass_program(METHODS[m].conv, g, p)).lower(x, w, ct).compile()
-          run = lambda: jax.block_until_ready(compiled(x, w, ct))  # noqa: B023, E731
-          t0 = time.perf_counter()
-          run()
-          first = time.perf_counter() - t0
           best = min(times[p].values(), default=math.inf)
-          samples = [first]
-          if first < CUTOFF * best:
-            samples = []
-            while len(samples) < 10 and (len(samples) < 3 or sum(samples) < BUDGET_S):
-              t0 = time.perf_counter()
-              run()
-              samples.append(time.perf_counter() - t0)
-          times[p][m] = statistics.median(samples)
+          times[p][m] = _median_time(pass_program(METHODS[m].conv, g, p), x, w, ct, best)
         except Exception as e:  # noqa: BLE001 -- one failing candidate must not stop tuning
           failed.add(m)
           warnings.warn(f"jaxconv autotune: {m!r} failed on the {p} pass of {cache_key(g)} "
                         f"({type(e).__name__}: {e}); not a candidate.", stacklevel=2)
-  return {p: {m: t for m, t in ts.items() if m not in failed}
-          for p, ts in times.items() if set(ts) - failed}
+    times = {p: {m: t for m, t in ts.items() if m not in failed}
+             for p, ts in times.items() if set(ts) - failed}
+    if differentiable and len(times) == len(PASSES):
+      steps = training_contenders({m: {p: times[p][m] for p in PASSES}
+                                   for m in times[PASSES[0]]
+                                   if all(m in times[p] for p in PASSES)})
+      if len(steps) > 1:
+        times[TRAIN] = {}
+        for label, ms in steps.items():
+          try:
+            best = min(times[TRAIN].values(), default=math.inf)
+            times[TRAIN][label] = _median_time(step_program(ms, g), x, w, ct, best)
+          except Exception as e:  # noqa: BLE001
+            warnings.warn(f"jaxconv autotune: the training step of {label} failed on "
+                          f"{cache_key(g)} ({type(e).__name__}: {e}); not timed.",
+                          stacklevel=2)
+  return times
 
 
 def _valid(entry, g: Geometry, budget) -> bool:
   """A cache entry whose methods are all still candidates for `g`."""
   if not isinstance(entry, dict) or not isinstance(entry.get("plan"), list):
     return False
-  plan = entry["plan"]
+  plan = entry["plan"] + ([entry["fwd_train"]] if entry.get("fwd_train") else [])
   est = _select.estimate(g, budget=budget)
-  return len(plan) == len(PASSES) and all(m in METHODS and m in est for m in plan)
+  return len(entry["plan"]) == len(PASSES) and all(m in METHODS and m in est for m in plan)
+
+
+def _plan(fwd: str, dx: str, dw: str, fwd_train: str | None, times: dict) -> _select.Plan:
+  """The `_select.Plan` of autotuned methods, its reasons the measured times."""
+  def why(m, p):
+    t = times.get(p, {}).get(m)
+    return f"{m}: measured {p} {t * 1e3:.3g} ms (autotune)" if t else f"{m} (autotune)"
+  reasons = [why(m, p) for m, p in zip((fwd, dx, dw), PASSES)]
+  label = fwd_train or (dx if fwd == dx == dw else MIX_SEP.join((fwd, dx, dw)))
+  step = times.get(TRAIN, {}).get(label)
+  if step:
+    reasons[1] = reasons[2] = (f"{label}: measured training step {step * 1e3:.3g} ms, "
+                               f"the fastest timed (autotune)")
+  return _select.Plan(fwd, dx, dw, tuple(reasons), fwd_train)
 
 
 def choose(g: Geometry, budget: int | None = None, finite_locality: bool = False
-           ) -> tuple[str, str, str]:
-  """The autotuned methods of `g`'s passes `(fwd, dx, dw)`: from memory, else
-  the file, else by timing each pass of each candidate.
+           ) -> _select.Plan:
+  """The autotuned plan of `g`: from memory, else the file, else by timing
+  each pass of each candidate, and the training steps that could win.
+
+  The forward is the fastest timed forward. The gradients are the fastest
+  input and weight gradients, unless one method's own training step (fused
+  forward and gradients, which share work) was timed faster than that mix's:
+  then that method runs the whole of a differentiated call
+  (`Plan.fwd_train`, as with `auto`).
 
   A failed candidate is never recorded; when no candidate can be timed, or
   under a mesh (where the eager timing would not be the per-device program),
@@ -396,6 +491,9 @@ def choose(g: Geometry, budget: int | None = None, finite_locality: bool = False
   the same per-device shape under a mesh. Integer inputs use one method
   (the fastest forward) for all passes. `finite_locality` times only the
   methods that keep a NaN/Inf input local (a separate cache entry).
+
+  Returns:
+    A `jaxconv._select.Plan` (its reasons the measured times).
 
   Raises:
     ValueError: `$JAXCONV_AUTOTUNE_CACHE` names a directory.
@@ -408,27 +506,34 @@ def choose(g: Geometry, budget: int | None = None, finite_locality: bool = False
   entry = _read(path).get(key)
   if entry is not None and _valid(entry, g, budget):
     fwd, dx, dw = entry["plan"]
-    _memory[key] = (fwd, dx, dw)
+    _memory[key] = _plan(fwd, dx, dw, entry.get("fwd_train"), entry.get("seconds", {}))
     return _memory[key]
   if not jax.sharding.get_abstract_mesh().empty:
     # On a mesh (set_mesh, inside shard_map) the eager timing would run the
     # global program, or not at all: use auto's choice and leave the cache alone.
-    return _select.select(g, budget=budget, finite_locality=finite_locality).methods
+    return _select.select(g, budget=budget, finite_locality=finite_locality)
   times = time_candidates(g, candidates(g, budget, finite_locality))
-  if not times or (len(times) > 1 and len(times) < len(PASSES)):
-    plan = _select.select(g, budget=budget, finite_locality=finite_locality).methods
+  passes = [p for p in PASSES if p in times]
+  if not passes or (len(passes) > 1 and len(passes) < len(PASSES)):
+    plan = _select.select(g, budget=budget, finite_locality=finite_locality)
     warnings.warn(f"jaxconv autotune: no candidate could be timed for every pass on {key}; "
-                  f"using method='auto''s plan {plan}, nothing is cached.", stacklevel=2)
+                  f"using method='auto''s plan {plan.methods}, nothing is cached.",
+                  stacklevel=2)
     return plan
-  if len(times) == 1:   # no gradients (integers): one method
-    fastest = min(times["fwd"], key=times["fwd"].__getitem__)
-    plan = (fastest, fastest, fastest)
+  fwd_train = None
+  if len(passes) == 1:   # no gradients (integers): one method
+    fwd = dx = dw = min(times["fwd"], key=times["fwd"].__getitem__)
   else:
     fwd, dx, dw = (min(times[p], key=times[p].__getitem__) for p in PASSES)
-    plan = (fwd, dx, dw)
+    steps = times.get(TRAIN, {})
+    step = min(steps, key=steps.__getitem__) if steps else None
+    if step is not None and MIX_SEP not in step and (fwd, dx, dw) != (step,) * 3:
+      dx = dw = step
+      fwd_train = None if step == fwd else step
+  plan = _plan(fwd, dx, dw, fwd_train, times)
   _memory[key] = plan
   _write(path, key, {
-      "plan": list(plan),
+      "plan": [fwd, dx, dw], "fwd_train": fwd_train,
       "seconds": {p: {m: float(f"{t:.4g}") for m, t in ts.items()} for p, ts in times.items()},
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
   return plan

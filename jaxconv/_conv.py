@@ -120,11 +120,10 @@ def _run(x, w, b, g: Geometry, method: str, fn: str, budget: int,
   fwd_train = None
   if method == AUTO and local is not None and local.spatial:
     passes = ("lax",) * 3  # XLA's convolution exchanges the halos of a spatially sharded x
-  elif method == AUTO:
-    plan = _select.select(per_device, budget=budget, finite_locality=finite_locality)
+  elif method in (AUTO, AUTOTUNE):
+    choose = _select.select if method == AUTO else _autotune.choose
+    plan = choose(per_device, budget=budget, finite_locality=finite_locality)
     passes, fwd_train = plan.methods, plan.fwd_train
-  elif method == AUTOTUNE:
-    passes = _autotune.choose(per_device, budget=budget, finite_locality=finite_locality)
   elif g.padding_mode == "circular" and _select.prefers_periodic(method, g):
     passes = (method + _select.PERIODIC,) * 3
   else:

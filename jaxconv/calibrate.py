@@ -7,11 +7,14 @@ Times every pass (forward, input gradient, weight gradient; `jit`-compiled,
 one warm-up call excluded, the minimum over a few runs, methods interleaved
 round-robin so the machine's load hits all alike; glibc's malloc first put in
 the state of a long-running process, `jaxconv._malloc.settle`) of every registered method
-on a designed sample of convolutions (`QUICK`, about 3 minutes on a 2-core
-CPU; `--full` adds model-zoo layers at full size, about 15), fits, per method
-and pass, the coefficients of the method's `cost` features by non-negative
-least squares on the relative error, refines them for the picks `auto`
-makes (`fit_decisions`), and writes the profile for this device
+on a designed sample of convolutions (`QUICK`, about 4 minutes on a 2-core
+CPU; `--full` adds model-zoo layers at full size, about 6), and the fused
+training step of the contending methods and of the fastest per-pass mix
+(`measure_training`); fits, per method and pass, the coefficients of the
+method's `cost` features by non-negative least squares on the relative error,
+refines them for the picks `auto` makes (`fit_decisions`), takes each
+method's and the mixes' median training share (`fit_training`), and writes
+the profile for this device
 (`jaxconv._profiles.device_key`) to `$JAXCONV_CACHE_DIR/cost_model.json`
 (default `~/.cache/jaxconv/`): never into the installed package. `auto`
 reads it from the next process on (or after `jaxconv._profiles.clear_caches()`).
@@ -45,8 +48,7 @@ import jax
 import numpy as np
 
 from . import _budget, _malloc, _profiles, _select
-from . import _perpass
-from ._autotune import pass_program, training_program
+from ._autotune import MIX_SEP, TRAIN, pass_program, step_program, training_contenders
 from ._geometry import Geometry, geometry_of, make_transpose_geometry
 from ._methods import METHODS
 from ._methods.common import PASSES
@@ -229,22 +231,12 @@ def measure_shape(shape: Shape, methods: Sequence[str], budget_s: float) -> list
   return out
 
 
-TRAIN = "train"
-"""The stage of a sample that times a forward and both gradients in one
-program (`measure_training`), next to the passes ('fwd', 'dx', 'dw')."""
-TRAIN_CONTENDERS = 3.0
-"""`measure_training` times the training step of the methods whose passes sum
-to at most this many times the least sum: the others cannot win one."""
-MIX_SEP = " / "
-"""Joins the per-pass methods of a mix in a sample's 'method' ('lax / fft / fft')."""
-
-
 def measure_training(shape: Shape, pass_samples: Sequence[dict], budget_s: float
                      ) -> list[dict]:
-  """Seconds of the fused training step (forward, input and weight gradient
-  in one program, `training_program`) of the contending methods on `shape`,
-  and of the per-pass mix of the fastest measured passes where that is not
-  one method (run as `auto` runs a mix, `jaxconv._perpass.per_pass`).
+  """Seconds of the fused training steps on `shape` that could win one
+  (`jaxconv._autotune.training_contenders`: the methods whose passes sum
+  close to the least sum, and the per-pass mix of the fastest passes, run as
+  `auto` runs a mix), each timed as one program (`training_program`).
 
   Args:
     shape: a calibration shape.
@@ -253,34 +245,25 @@ def measure_training(shape: Shape, pass_samples: Sequence[dict], budget_s: float
     budget_s: seconds of timed runs per program, as `measure_shape`.
 
   Returns:
-    One sample per program, as `measure_shape`'s, with `pass` 'train', the
-    mix's `method` its three names joined by `MIX_SEP`, and `passes_s`, the
-    sum of the separately timed passes it runs (what it would take without
-    sharing work between them).
+    One sample per step, as `measure_shape`'s, with `pass` 'train', a mix's
+    `method` its three names joined by `MIX_SEP`, and `passes_s`, the sum of
+    the separately timed passes it runs (what it would take without sharing
+    work between them).
   """
   secs: dict[str, dict[str, float]] = {}
   for s in pass_samples:
     if s["case"] == shape.name and s["pass"] in PASSES:
       secs.setdefault(s["method"], {})[s["pass"]] = s["seconds"]
-  sums = {m: sum(t.values()) for m, t in secs.items() if len(t) == len(PASSES)}
-  if not sums:
-    return []
-  least = min(sums.values())
-  programs = {m: METHODS[m].conv for m, t in sums.items() if t <= TRAIN_CONTENDERS * least}
-  mix = tuple(min((m for m in sums), key=lambda m, p=p: secs[m][p]) for p in PASSES)
-  passes_s = dict(sums)
-  if len(set(mix)) > 1:
-    label = MIX_SEP.join(mix)
-    programs[label] = _perpass.per_pass(*mix)
-    passes_s[label] = sum(secs[m][p] for m, p in zip(mix, PASSES))
+  steps = training_contenders(secs)
   g = shape.geometry()
   x, w, ct = _inputs(g)
   calls, compile_s, warm = {}, {}, {}
-  for label, conv in programs.items():
-    calls[label], compile_s[label], warm[label] = _compiled(training_program(conv, g),
-                                                             x, w, ct)
+  for label, methods in steps.items():
+    calls[label], compile_s[label], warm[label] = _compiled(step_program(methods, g), x, w, ct)
+  if not calls:
+    return []
   return [dict(_sample(shape.name, label, TRAIN, ts, compile_s[label]),
-               passes_s=passes_s[label])
+               passes_s=sum(secs[m][p] for m, p in zip(steps[label], PASSES)))
           for label, ts in _round_robin(calls, warm, budget_s).items()]
 
 
@@ -397,6 +380,9 @@ DECISION_FIT_WEIGHT = 0.03
 DECISION_SWEEPS = 30
 """`fit_decisions`: at most this many coordinate-descent sweeps (it stops
 earlier once its step is small)."""
+CALL_BOUNDS = (0.5, 1.0)
+"""`fit_decisions` keeps each method's per-call constant ('call' feature)
+within these fractions of its fastest measured call of the pass."""
 PRUNE_SHARE = 1e-3
 """A coefficient whose term is below this share of every sample's time is dropped."""
 
@@ -443,6 +429,16 @@ def fit_decisions(samples: Sequence[dict], shapes: dict[str, Shape], cache_bytes
       data.append((idx, f, lt, lt - lt.min()))
     top = {m: max(list(start[m][p].values()) + [1e-30]) for m in methods}
     theta = np.log([max(start[m][p].get(k, 0.0), 1e-6 * top[m]) for m, k in slots])
+    # The per-call constant lies within CALL_BOUNDS of the method's fastest
+    # measured call: free, the descent trades it against the size terms and
+    # mis-ranks tiny convolutions (e.g. lax at 190 us against 36 measured).
+    fastest = {m: min(by[m]["seconds"] * 1e9 for by in rows.values() if m in by)
+               for m in methods}
+    lo = np.array([np.log(CALL_BOUNDS[0] * fastest[m]) if k == "call" else -np.inf
+                   for m, k in slots])
+    hi = np.array([np.log(CALL_BOUNDS[1] * fastest[m]) if k == "call" else np.inf
+                   for m, k in slots])
+    theta = np.clip(theta, lo, hi)
 
     def loss(th):
       c, total = np.exp(th), 0.0
@@ -460,7 +456,7 @@ def fit_decisions(samples: Sequence[dict], shapes: dict[str, Shape], cache_bytes
       for i in range(len(theta)):
         for d in (-step, step, -3 * step, 3 * step):
           trial = theta.copy()
-          trial[i] += d
+          trial[i] = np.clip(trial[i] + d, lo[i], hi[i])
           val = loss(trial)
           if val < best - 1e-9:
             theta, best, improved = trial, val, True
@@ -564,6 +560,50 @@ def fit_training(samples: Sequence[dict]) -> dict:
   return out
 
 
+def training_quality(samples: Sequence[dict], shapes: dict[str, Shape], coefs: dict,
+                     cache_bytes: int, training: dict, margin: float = _select.LAX_MARGIN
+                     ) -> dict:
+  """How well `coefs` and `training` (shares) pick a differentiated call's
+  methods on `shapes` (`auto`'s rules 3 and 4) against the measured training
+  steps: `{cases, within_1.1x, geomean_slowdown}`.
+
+  A plan whose step was not timed (a mix other than the fastest passes', or
+  a method off `training_contenders`) is charged the sum of its measured
+  passes times its share.
+  """
+  feats = _features(samples, shapes, cache_bytes)
+  passes: dict = {}
+  steps: dict = {}
+  for s in samples:
+    if s["case"] not in shapes:
+      continue
+    if s["pass"] in PASSES and s["method"] in coefs:
+      passes.setdefault(s["case"], {}).setdefault(s["method"], {})[s["pass"]] = s
+    elif s["pass"] == TRAIN:
+      steps.setdefault(s["case"], {})[s["method"]] = s["seconds"]
+  share, mix_share = _select.training_shares(_profiles.Profile({}, 0, "", "", True, training))
+  near, slow = 0, []
+  for case, by_m in passes.items():
+    if case not in steps:
+      continue
+    ests = {p: {m: _select._seconds(coefs[m].get(p, {}), feats(t[p]))
+                for m, t in by_m.items() if p in t} for p in PASSES}
+    picks = tuple(_select._pick(ests[p], p, "", margin, "")[0] for p in PASSES)
+    one = _select._training_method(ests, picks, margin, share, mix_share)
+    plan = (one[0],) * 3 if one else picks
+    label = plan[0] if len(set(plan)) == 1 else MIX_SEP.join(plan)
+    seconds = steps[case].get(label)
+    if seconds is None:
+      factor = share.get(plan[0], 1.0) if len(set(plan)) == 1 else mix_share
+      seconds = factor * sum(by_m[m][p]["seconds"] for m, p in zip(plan, PASSES))
+    ratio = seconds / min(steps[case].values())
+    near += ratio <= 1.1
+    slow.append(math.log(max(ratio, 1.0)))
+  n = len(slow)
+  return {"cases": n, "within_1.1x": near,
+          "geomean_slowdown": round(math.exp(statistics.mean(slow)), 3) if n else None}
+
+
 def best_fit(samples, shapes, llc: int) -> tuple[int, dict, dict]:
   """`fit` with the `_big` threshold that fits best: `llc`, 1/2, 1/4 of it
   (the cache is shared with other processes). Returns `(cache_bytes, coefs, quality)`."""
@@ -595,6 +635,11 @@ def write_profile(path: Path, key: str, entry: dict) -> None:
   tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
   tmp.write_text(json.dumps(model, indent=1) + "\n")
   os.replace(tmp, path)
+
+
+def _describe_steps(q: dict) -> str:
+  return (f"{q['within_1.1x']}/{q['cases']} within 1.1x of the fastest, "
+          f"geo-mean slow-down {q['geomean_slowdown']}x")
 
 
 def _describe(q: dict) -> str:
@@ -650,6 +695,12 @@ def main(argv: Sequence[str] | None = None) -> int:
   after = rank_quality(samples, held, coefs, cache)
   print(f"held-out cases ({len(held)}): before ({old.describe()}): {_describe(before)}")
   print(f"held-out cases ({len(held)}): after (this calibration):  {_describe(after)}")
+  training = fit_training([x for x in samples if x["case"] in train])
+  steps_before = training_quality(samples, held, old.coefficients, old.cache_bytes, old.training)
+  steps_after = training_quality(samples, held, coefs, cache, training)
+  if steps_after["cases"]:
+    print(f"held-out training steps: before {_describe_steps(steps_before)}; "
+          f"after {_describe_steps(steps_after)}")
   cache, coefs, _ = best_fit(samples, by_name, llc)
   coefs = fit_decisions(samples, by_name, cache, coefs)
   quality = fit_quality(samples, by_name, coefs, cache)

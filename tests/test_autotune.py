@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import multiprocessing
 import os
 import re
@@ -47,8 +49,11 @@ def timings(monkeypatch):
       return real(g, methods)
     passes = PASSES if np.dtype(g.dtype).kind in "fc" else PASSES[:1]
     fake = state["fake"]
-    return {p: {m: fake.get(p, fake).get(m, 1.0 + i) for i, m in enumerate(methods)}
-            for p in passes}
+    out = {p: {m: fake.get(p, fake).get(m, 1.0 + i) for i, m in enumerate(methods)}
+           for p in passes}
+    if _autotune.TRAIN in fake:
+      out[_autotune.TRAIN] = fake[_autotune.TRAIN]
+    return out
   monkeypatch.setattr(_autotune, "time_candidates", counted)
   state["calls"] = calls
   return state
@@ -74,17 +79,21 @@ def test_real_timing_writes_and_reuses_the_file(cache_file, timings):
   entries = json.loads(cache_file.read_text())["entries"]
   (key, entry), = entries.items()
   assert key == _autotune.cache_key(g)
-  assert set(entry["seconds"]) == set(PASSES)
+  assert set(PASSES) <= set(entry["seconds"]) <= {*PASSES, "train"}
+  steps = entry["seconds"].get("train", {})
+  fastest_step = min(steps, key=steps.get) if steps else None
   for pass_, method in zip(PASSES, entry["plan"]):
     assert method in tried and set(entry["seconds"][pass_]) <= set(tried)
-    assert entry["seconds"][pass_][method] == min(entry["seconds"][pass_].values())
+    # The fastest of its pass, or (gradients) the method whose own step was fastest.
+    assert (entry["seconds"][pass_][method] == min(entry["seconds"][pass_].values())
+            or (pass_ != "fwd" and method == fastest_step))
   # Second call: the in-memory cache, no timing.
   jaxconv.conv(x, w, padding=2, groups=4, method="autotune")
   # A new process (empty memory): the file, no timing.
   _autotune._memory.clear()
   jaxconv.conv(x, w, padding=2, groups=4, method="autotune")
   assert len(timings["calls"]) == 1
-  assert _autotune._memory[key] == tuple(entry["plan"])
+  assert _autotune._memory[key].methods == tuple(entry["plan"])
 
 
 def test_integer_inputs_time_forward_only(timings):
@@ -101,7 +110,7 @@ def test_picks_the_fastest(timings, monkeypatch):
   timings["fake"] = {"lax": 3.0, "direct": 2.0, "im2col": 0.5, "toeplitz": 4.0, "fft": 1.0}
   monkeypatch.setattr(_autotune, "candidates", lambda g, budget=None, finite_locality=False: list(timings["fake"]))
   x, w = _data((1, 2, 16)), _data((2, 2, 3), 1)
-  assert _autotune.choose(_geom(x, w)) == ("im2col",) * 3
+  assert _autotune.choose(_geom(x, w)).methods == ("im2col",) * 3
 
 
 def test_picks_the_fastest_per_pass(timings, monkeypatch):
@@ -110,11 +119,47 @@ def test_picks_the_fastest_per_pass(timings, monkeypatch):
                      "dw": {"lax": 1.0, "direct": 2.0, "fft": 3.0}}
   monkeypatch.setattr(_autotune, "candidates", lambda g, budget=None, finite_locality=False: ["lax", "direct", "fft"])
   x, w = _data((1, 2, 16)), _data((2, 2, 3), 1)
-  assert _autotune.choose(_geom(x, w)) == ("direct", "fft", "lax")
+  assert _autotune.choose(_geom(x, w)).methods == ("direct", "fft", "lax")
   # ... and the call runs that plan, with lax's values and gradients.
   f = lambda m: lambda x, w: jaxconv.conv(x, w, method=m).sum() ** 2  # noqa: E731
   chex.assert_trees_all_close(jax.grad(f("autotune"), (0, 1))(x, w),
                               jax.grad(f("lax"), (0, 1))(x, w), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("step, want", [
+    ("fft", (("direct", "fft", "fft"), "fft")),          # fft's own step beats the mix
+    ("direct", (("direct", "direct", "direct"), None)),   # the forward's method throughout
+    ("direct / fft / lax", (("direct", "fft", "lax"), None))])
+def test_a_faster_training_step_replaces_the_mix(cache_file, timings, monkeypatch, step, want):
+  timings["fake"] = {"fwd": {"lax": 3.0, "direct": 1.0, "fft": 2.0},
+                     "dx": {"lax": 3.0, "direct": 2.0, "fft": 1.0},
+                     "dw": {"lax": 1.0, "direct": 2.0, "fft": 3.0},
+                     "train": {"direct / fft / lax": 4.0, "fft": 5.0, "direct": 6.0}}
+  timings["fake"]["train"][step] = 3.0
+  monkeypatch.setattr(_autotune, "candidates", lambda g, budget=None, finite_locality=False: ["lax", "direct", "fft"])
+  x, w = _data((1, 2, 16)), _data((2, 2, 3), 1)
+  plan = _autotune.choose(_geom(x, w))
+  assert (plan.methods, plan.fwd_train) == want
+  assert "training step 3e+03 ms" in plan.reasons[1]
+  entry = next(iter(json.loads(cache_file.read_text())["entries"].values()))
+  assert entry["fwd_train"] == want[1] and entry["seconds"]["train"][step] == 3.0
+  _autotune._memory.clear()                           # a later process reads the file
+  assert _autotune.choose(_geom(x, w)) == plan and len(timings["calls"]) == 1
+  f = lambda m: lambda x, w: jaxconv.conv(x, w, method=m).sum() ** 2  # noqa: E731
+  chex.assert_trees_all_close(jax.grad(f("autotune"), (0, 1))(x, w),
+                              jax.grad(f("lax"), (0, 1))(x, w), rtol=1e-4, atol=1e-4)
+
+
+def test_training_steps_are_timed_where_more_than_one_could_win(monkeypatch):
+  monkeypatch.setattr(_autotune, "TRAIN_CONTENDERS", math.inf)
+  g = _geom(_data((1, 2, 16)), _data((2, 2, 3), 1))
+  times = _autotune.time_candidates(g, ["lax", "direct"])
+  assert set(times) == {*PASSES, "train"}
+  assert {"lax", "direct"} <= set(times["train"]) and all(t > 0 for t in times["train"].values())
+  assert set(times["train"]) - {"lax", "direct"} <= {
+      " / ".join(p) for p in itertools.product(("lax", "direct"), repeat=3)}
+  monkeypatch.setattr(_autotune, "TRAIN_CONTENDERS", 0.0)   # only the mix, if any: not timed
+  assert "train" not in _autotune.time_candidates(g, ["lax", "direct"])
 
 
 def test_pass_programs_compute_each_pass():
@@ -259,7 +304,7 @@ def test_stale_entry_is_retimed(cache_file, timings):
   cache_file.parent.mkdir(parents=True)
   cache_file.write_text(json.dumps(
       {"version": 1, "entries": {_autotune.cache_key(g): {"method": "winograd"}}}))
-  assert set(_autotune.choose(g)) <= set(METHODS)
+  assert set(_autotune.choose(g).methods) <= set(METHODS)
   assert len(timings["calls"]) == 1
 
 
@@ -359,7 +404,7 @@ def test_when_every_candidate_fails_auto_decides_and_nothing_is_cached(monkeypat
   w = jax.ShapeDtypeStruct((2, 2, 3), jnp.float32)
   g = _geom(x, w)
   with pytest.warns(UserWarning, match=r"no candidate could be timed .*nothing is cached"):
-    assert _autotune.choose(g) == _select.select(g).methods
+    assert _autotune.choose(g).methods == _select.select(g).methods
   assert _autotune.cache_key(g) not in _autotune._memory
   assert not cache_file.exists() or _autotune.cache_key(g) not in json.loads(
       cache_file.read_text())
@@ -373,7 +418,7 @@ def test_under_a_mesh_autotune_uses_auto_and_leaves_the_cache(monkeypatch, cache
   g = _geom(x, w)
   mesh = jax.make_mesh((1,), ("data",))
   with jax.sharding.set_mesh(mesh):
-    assert _autotune.choose(g) == _select.select(g).methods
+    assert _autotune.choose(g).methods == _select.select(g).methods
   assert _autotune.cache_key(g) not in _autotune._memory
   assert not cache_file.exists()
 

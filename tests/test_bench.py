@@ -195,14 +195,14 @@ def test_auto_shares_the_results_of_the_identical_program(auto_keeps_lax):
 
 
 def test_autotune_shares_the_timings_of_the_method_it_runs(monkeypatch):
-  from jaxconv import _autotune
-  plan = ("direct",) * 3
+  from jaxconv import _autotune, _select
+  plan = _select.Plan("direct", "direct", "direct", ("direct (autotune)",) * 3)
   # No tuning in tests.
   monkeypatch.setattr(_autotune, "choose", lambda g, budget=None, finite_locality=False: plan)
   monkeypatch.setattr(runner, "_autotuned", lambda case: plan)
   _, direct_row, tuned = runner.run_case(TINY, ["lax", "direct", "autotune"], ONCE,
                                          use_peers=False)
-  assert tuned.status == runner.OK and tuned.choice == "direct" and tuned.plan == plan
+  assert tuned.status == runner.OK and tuned.choice == "direct" and tuned.plan == plan.methods
   assert "its timings are shared" in tuned.note and tuned.time == direct_row.time
   assert set(tuned.compile_s) == {"fwd", "fwdbwd", "dx", "dw"}   # its own, tuning included
 

@@ -157,6 +157,44 @@ def test_fit_recovers_the_times_of_a_linear_machine():
   assert q["within_1.1x"] == q["passes"] and q["geomean_slowdown"] == pytest.approx(1.0, abs=1e-3)
 
 
+def test_decision_fit_keeps_the_call_constant_near_the_fastest_call():
+  """`CALL_BOUNDS`: a per-call constant far above the fastest measured call
+  (here a start 100x too high) is brought within the bounds."""
+  shapes = {s.name: s for s in calibrate.QUICK}
+  cache = 1 << 25
+  coefs = {m: {p: {"call": 3e4, "elems": 1.0} if m == "lax" else
+               {"call": 2e4, "macs_gemm": 0.02, "macs_dw": 0.5, "tap_elems": 0.1}
+               for p in PASSES} for m in ("lax", "direct")}
+  samples = _synthetic_samples(shapes.values(), coefs, cache)
+  start = {m: {p: dict(c, call=c["call"] * 100) for p, c in per.items()}
+           for m, per in coefs.items()}
+  fitted = calibrate.fit_decisions(samples, shapes, cache, start, sweeps=3)
+  lo, hi = calibrate.CALL_BOUNDS
+  for m in coefs:
+    for p in PASSES:
+      fastest = min(s["seconds"] for s in samples if s["method"] == m and s["pass"] == p) * 1e9
+      assert lo * fastest * 0.999 <= fitted[m][p]["call"] <= hi * fastest * 1.001, (m, p)
+
+
+def test_training_quality_scores_the_training_rule():
+  """`training_quality` on made-up steps: picking the mix where one method's
+  fused step is twice as fast is a 2x slow-down."""
+  shapes = {s.name: s for s in calibrate.QUICK if s.name == "dense-k3"}
+  cache = 1 << 25
+  coefs = {"lax": {p: {"call": 1e5} for p in PASSES},
+           "fft": {"fwd": {"call": 2e5}, "dx": {"call": 1e4}, "dw": {"call": 1e4}}}
+  samples = _synthetic_samples(shapes.values(), coefs, cache)
+  step = lambda m, t: {"case": "dense-k3", "method": m, "pass": "train", "seconds": t,  # noqa: E731
+                       "passes_s": 1.0}
+  samples += [step("lax / fft / fft", 2e-4), step("fft", 1e-4), step("lax", 3e-4)]
+  keep_mix = {"share": {"lax": 1.0, "fft": 1.0}, "mix_share": 0.1}
+  q = calibrate.training_quality(samples, shapes, coefs, cache, keep_mix, margin=1.0)
+  assert q == {"cases": 1, "within_1.1x": 0, "geomean_slowdown": 2.0}
+  one_method = {"share": {"lax": 1.0, "fft": 0.2}, "mix_share": 1.0}
+  q = calibrate.training_quality(samples, shapes, coefs, cache, one_method, margin=1.0)
+  assert q == {"cases": 1, "within_1.1x": 1, "geomean_slowdown": 1.0}
+
+
 def test_main_fits_saved_samples_and_writes_the_user_profile(tmp_path, capsys):
   shapes = calibrate.QUICK
   cache = calibrate.llc_bytes()
@@ -183,7 +221,7 @@ def test_measure_times_every_pass_of_every_method():
 
 
 def test_measure_training_times_the_fused_steps_of_contenders_and_the_mix():
-  """The training step of each method within `TRAIN_CONTENDERS` of the least
+  """The training step of each method within `_autotune.TRAIN_CONTENDERS` of the least
   pass sum, and of the per-pass mix of the fastest passes (made up here:
   lax forward, direct gradients; fft far behind)."""
   shape = next(s for s in calibrate.QUICK if s.name == "tiny-3x3")
