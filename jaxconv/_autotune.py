@@ -328,15 +328,15 @@ def training_program(conv, g: Geometry):
   share work there, e.g. the padded input or FFT spectra, which `pass_program`
   times apart).
 
-  Example:
-    >>> import jax, jax.numpy as jnp
-    >>> from jaxconv._autotune import training_program
-    >>> from jaxconv._geometry import geometry_of
-    >>> from jaxconv._methods import direct
-    >>> g = geometry_of((1, 2, 8), (3, 2, 3))
-    >>> x, w, ct = jnp.ones((1, 2, 8)), jnp.ones((3, 2, 3)), jnp.ones((1, 3, 6))
-    >>> [a.shape for a in jax.jit(training_program(direct.conv, g))(x, w, ct)]
-    [(1, 3, 6), (1, 2, 8), (3, 2, 3)]
+  Example (the step's weight gradient is the 'dw' pass's):
+    >>> import jax.numpy as jnp
+    >>> from jaxconv import _autotune, _geometry, _methods
+    >>> fft = _methods.METHODS["fft"].conv
+    >>> g = _geometry.geometry_of((1, 2, 8), (3, 2, 3))
+    >>> args = (jnp.arange(16.0).reshape(1, 2, 8), jnp.ones((3, 2, 3)), jnp.ones((1, 3, 6)))
+    >>> y, dx, dw = _autotune.training_program(fft, g)(*args)
+    >>> bool(jnp.allclose(dw, _autotune.pass_program(fft, g, "dw")(*args), atol=1e-3))
+    True
   """
   def run(x, w, ct):
     y, vjp = jax.vjp(lambda x, w: conv(x, w, g), x, w)
