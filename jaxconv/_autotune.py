@@ -386,7 +386,7 @@ def training_contenders(seconds: dict[str, dict[str, float]]) -> dict[str, tuple
     return {}
   least = min(sums.values())
   out = {m: (m,) * len(PASSES) for m, t in sums.items() if t <= TRAIN_CONTENDERS * least}
-  mix = tuple(min(sums, key=lambda m, p=p: seconds[m][p]) for p in PASSES)
+  mix = tuple(min((seconds[m][p], m) for m in sums)[1] for p in PASSES)
   if len(set(mix)) > 1:
     out[MIX_SEP.join(mix)] = mix
   return out

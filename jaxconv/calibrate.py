@@ -42,6 +42,7 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
+from typing import Any
 from pathlib import Path
 
 import jax
@@ -553,7 +554,7 @@ def fit_training(samples: Sequence[dict]) -> dict:
       ratios.setdefault(key, []).append(s["seconds"] / s["passes_s"])
   share = {k: round(statistics.median(r), 3) for k, r in ratios.items()
            if len(r) >= MIN_TRAINING_SAMPLES}
-  out = {"share": {k: v for k, v in share.items() if k != "mix"}}
+  out: dict[str, Any] = {"share": {k: v for k, v in share.items() if k != "mix"}}
   if "mix" in share:
     out["mix_share"] = share["mix"]
   out["steps"] = sum(map(len, ratios.values()))
@@ -588,7 +589,8 @@ def training_quality(samples: Sequence[dict], shapes: dict[str, Shape], coefs: d
       continue
     ests = {p: {m: _select._seconds(coefs[m].get(p, {}), feats(t[p]))
                 for m, t in by_m.items() if p in t} for p in PASSES}
-    picks = tuple(_select._pick(ests[p], p, "", margin, "")[0] for p in PASSES)
+    f, dx, dw = (_select._pick(ests[p], p, "", margin, "")[0] for p in PASSES)
+    picks = (f, dx, dw)
     one = _select._training_method(ests, picks, margin, share, mix_share)
     plan = (one[0],) * 3 if one else picks
     label = plan[0] if len(set(plan)) == 1 else MIX_SEP.join(plan)
