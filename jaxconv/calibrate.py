@@ -7,7 +7,7 @@ Times every pass (forward, input gradient, weight gradient; `jit`-compiled,
 one warm-up call excluded, the minimum over a few runs, methods interleaved
 round-robin so the machine's load hits all alike; glibc's malloc first put in
 the state of a long-running process, `jaxconv._malloc.settle`) of every registered method
-on a designed sample of convolutions (`QUICK`, about 4 minutes on a 2-core
+on a designed sample of convolutions (`QUICK`, about 3 minutes on a 2-core
 CPU; `--full` adds model-zoo layers at full size, about 6), and the fused
 training step of the contending methods and of the fastest per-pass mix
 (`measure_training`); fits, per method and pass, the coefficients of the
