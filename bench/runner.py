@@ -237,6 +237,8 @@ def _stage_program(case: Case, name: str, stage: str, x, w, ct) -> str:
   f = problem.method_fn(case, name)
   if stage == "fwd":
     return jax.jit(f).lower(x, w).as_text()
+  if stage == "fwdbwd":
+    return jax.jit(problem.with_grad(f)).lower(x, w, ct).as_text()
   return jax.jit(problem.pass_fn(f, stage)).lower(x, w, ct).as_text()
 
 
@@ -250,10 +252,14 @@ def _split_stage_twins(case: Case, row: Row, todo: list, rows: Sequence[Row], ar
   its forward is `plan.fwd`'s own forward program, and its dX and dW programs
   are those of `plan.dx` and `plan.dw`: timing the same program twice only
   measures noise (up to 20% at a few ms on a shared 2-core machine), so
-  those stages take the method's timings.
+  those stages take the method's timings. So does its forward+backward
+  where that is the program of the method of both gradients (a plan 'fwd;
+  grad: m', whose differentiated calls run m throughout).
   """
   x, w, ct = args
   plan = dict(zip(("fwd", *PASS_STAGES), map(_method_of, row.plan)))
+  if plan["dx"] == plan["dw"]:
+    plan["fwdbwd"] = plan["dx"]
   keep, twins = [], []
   for item in todo:
     stage = item[1]

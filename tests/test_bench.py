@@ -52,13 +52,13 @@ wrong_grad_method = types.SimpleNamespace(
     conv=_no_input_grad_conv)
 
 
-def _plan_fixture(*methods):
+def _plan_fixture(*methods, fwd_train=None):
   """A fixture making `auto` run `methods` (fwd, dx, dw), whatever the
   committed cost model says."""
   @pytest.fixture
   def fixture(monkeypatch):
     from jaxconv import _select
-    plan = _select.Plan(*methods, tuple(f"test: {m}" for m in methods))
+    plan = _select.Plan(*methods, tuple(f"test: {m}" for m in methods), fwd_train)
     monkeypatch.setattr(_select, "select", lambda g, backend=None, budget=None, **kw: plan)
     return plan
   return fixture
@@ -66,6 +66,7 @@ def _plan_fixture(*methods):
 
 auto_keeps_lax = _plan_fixture("lax", "lax", "lax")
 auto_mixes = _plan_fixture("direct", "lax", "direct")
+auto_trains_direct = _plan_fixture("lax", "direct", "direct", fwd_train="direct")
 
 
 @pytest.fixture
@@ -163,6 +164,19 @@ def test_auto_runs_its_per_pass_plan(auto_mixes):
   assert line_dx[:2] == ["", "dX"] and line_dx[-2] == "`lax`" and line_dw[-2] == "`direct`"
   assert line_fb[1] == "fwd+bwd" and line_fb[-2].startswith("best per pass: ")
   assert line_fb[-1].endswith("x per pass") and " single, " in line_fb[-1]
+
+
+def test_auto_training_with_one_method_shares_its_fwdbwd_timing(auto_trains_direct):
+  """'lax; grad: direct': the forward is lax's program, and the whole
+  differentiated call is direct's own (the same XLA program), so all four
+  stages take those methods' timings."""
+  lax_row, direct_row, auto_row = runner.run_case(TINY, ["lax", "direct", "auto"], ONCE,
+                                                  use_peers=False)
+  assert auto_row.status == runner.OK and auto_row.choice == "lax; grad: direct"
+  assert auto_row.time["fwd"] is lax_row.time["fwd"]
+  for stage in ("fwdbwd", "dx", "dw"):
+    assert auto_row.time[stage] is direct_row.time[stage], stage
+  assert "fwdbwd is 'direct''s program" in auto_row.note
 
 
 def test_transposed_reference_matches_jaxconv():
