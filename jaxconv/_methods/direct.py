@@ -24,6 +24,7 @@ import numpy as np
 from jax import lax
 
 from .._geometry import Geometry
+from .._phases import by_phases_conv, by_phases_cost, by_phases_supports, by_phases_temp_bytes
 from .._padding import pad_and_dilate
 from .._patches import kernel_offsets, window_slices
 from .common import (acc_dtype, bilinear_conv, check_pass, grouped_matmul, itemsize, out_dtype,
@@ -40,12 +41,14 @@ backends without a calibrated profile (GPU/TPU until someone runs
 NONFINITE_SPREAD = "window"
 """How far a NaN/Inf input spreads in the forward pass: each output sums the taps of its own window."""
 
+@by_phases_supports
 def supports(g: Geometry, purpose: str = "call") -> str | None:
   """Any padding, stride, dilation or groups; capped in kernel taps
   (`common.UNROLLED_TAP_CAPS`, by purpose)."""
   return unrolled_taps_reason(g, purpose)
 
 
+@by_phases_cost
 def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
   """Features of the cost model (`jaxconv._select`), for any `pass_`
   ('fwd', 'dx', 'dw'), with a coefficient per pass.
@@ -93,6 +96,7 @@ def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
               scan_elems_1d=scan_elems if g.rank == 1 else 0, call=1)
 
 
+@by_phases_temp_bytes
 def temp_bytes(g: Geometry) -> int:
   """The padded input, the running sum and one tap's term (accumulation dtype);
   with a channel contraction also every tap's window: XLA:CPU merges the
@@ -104,6 +108,7 @@ def temp_bytes(g: Geometry) -> int:
   return padded_input_bytes(g) + 2 * acc * s["y"] + itemsize(g) * windows
 
 
+@by_phases_conv
 def conv(x, w, g: Geometry):
   """Sum over kernel taps of strided input slices times the tap's weights."""
   if g.in_channels_per_group == 1:
@@ -114,6 +119,7 @@ def conv(x, w, g: Geometry):
   return _unrolled(x, w, g)
 
 
+@by_phases_conv
 def weight_term(x, w, g: Geometry):
   """`conv(x, w, g)` written for its transpose in `w`, the weight gradient
   (the method contract's optional `weight_term`; `_perpass` uses it for the

@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 from .._geometry import Geometry
+from .._phases import by_phases_conv, by_phases_cost, by_phases_supports, by_phases_temp_bytes
 from .._padding import pad_and_dilate
 from .._patches import extract_patches
 from .common import (acc_dtype, broadcast_weights, check_pass, grouped_matmul, itemsize,
@@ -48,6 +49,7 @@ backends without a calibrated profile (GPU/TPU until someone runs
 NONFINITE_SPREAD = "window"
 """How far a NaN/Inf input spreads in the forward pass: each output's GEMM row reads only its own patch."""
 
+@by_phases_supports
 def supports(g: Geometry, purpose: str = "call") -> str | None:
   """Any padding, stride, dilation or groups, while the patch tensor is small
   enough; capped in kernel taps (`common.UNROLLED_TAP_CAPS`, by purpose)."""
@@ -61,6 +63,7 @@ def supports(g: Geometry, purpose: str = "call") -> str | None:
   return None
 
 
+@by_phases_cost
 def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
   """Features of the cost model (`jaxconv._select`), for any `pass_`
   ('fwd', 'dx', 'dw': the same features, with a coefficient per pass).
@@ -87,6 +90,7 @@ def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
               elems_big=s["x"] + s["y"] if big else 0, call=1)
 
 
+@by_phases_temp_bytes
 def temp_bytes(g: Geometry) -> int:
   """The patch tensor, the padded input and the GEMM's result (accumulation dtype)."""
   acc = np.dtype(acc_dtype(g)).itemsize
@@ -94,6 +98,7 @@ def temp_bytes(g: Geometry) -> int:
           + acc * sizes(g)["y"])
 
 
+@by_phases_conv
 def conv(x, w, g: Geometry):
   """`W_row @ unfold(x)` per group, reshaped to the output."""
   n, groups = g.batch, g.groups

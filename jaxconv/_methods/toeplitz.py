@@ -43,6 +43,7 @@ import numpy as np
 from jax import lax
 
 from .._geometry import Geometry
+from .._phases import by_phases_conv, by_phases_cost, by_phases_supports, by_phases_temp_bytes
 from .._padding import pad_and_dilate
 from .common import (acc_dtype, check_pass, itemsize, out_dtype, padded_input_bytes,
                      sizes, working_set_bytes)
@@ -68,6 +69,7 @@ NONFINITE_SPREAD = "line"
 (0 * inf = NaN), so a non-finite input reaches every output of the lines
 that read its line."""
 
+@by_phases_supports
 def supports(g: Geometry, purpose: str = "call") -> str | None:
   """Every geometry whose block-Toeplitz matrices fit `MAX_MATRIX_ELEMENTS`,
   for every purpose."""
@@ -85,6 +87,7 @@ def _lines(g: Geometry) -> int:
           * math.prod(g.out_spatial[:-1]) * g.padded_spatial[-1])
 
 
+@by_phases_cost
 def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
   """Features of the cost model (`jaxconv._select`), for any `pass_`
   ('fwd', 'dx', 'dw': the same features, with a coefficient per pass).
@@ -110,6 +113,7 @@ def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
               lines_big=lines if big else 0, call=1)
 
 
+@by_phases_temp_bytes
 def temp_bytes(g: Geometry) -> int:
   """The matrices, the stacked input lines, the padded input and the GEMM's result."""
   acc = np.dtype(acc_dtype(g)).itemsize
@@ -140,6 +144,7 @@ def row_matrices(w, g: Geometry):
   return jnp.where(inside[:, :, None], t, jnp.zeros((), w.dtype))
 
 
+@by_phases_conv
 def conv(x, w, g: Geometry):
   """One (batched over groups) GEMM: input lines of all leading taps @ block-Toeplitz."""
   n, groups = g.batch, g.groups

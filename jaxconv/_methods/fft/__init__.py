@@ -61,6 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..._geometry import Geometry
+from ..._phases import by_phases_conv, by_phases_cost, by_phases_supports, by_phases_temp_bytes
 from ..common import check_pass, itemsize, working_set_bytes
 from .engine import run
 from .plans import Plan, Terms, compute_dtypes, fast_len, plan_conv, plan_periodic, terms
@@ -86,6 +87,7 @@ NONFINITE_SPREAD = "block"
 reaches every output of that block (the whole example's channels when there
 is one block)."""
 
+@by_phases_supports
 def supports(g: Geometry, purpose: str = "call") -> str | None:
   """Floating-point and complex inputs of any geometry; not integers."""
   del purpose
@@ -120,6 +122,7 @@ def plan(g: Geometry, overlap_add: bool | None = None) -> Plan:
   return plan_conv(g, overlap_add)
 
 
+@by_phases_conv
 def conv(x, w, g: Geometry):
   """The correlation of `x` `(N, C_in, *spatial)` with `w` by FFT.
 
@@ -152,6 +155,7 @@ def _features(g: Geometry, t: Terms, cache_bytes: int) -> dict[str, float]:
               spectra_big=spectra if big else 0, call=1)
 
 
+@by_phases_cost
 def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
   """Features of the cost model (`jaxconv._select`), for any `pass_`
   ('fwd', 'dx', 'dw': the same features, with a coefficient per pass).
@@ -175,6 +179,7 @@ def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
   return _features(g, terms(plan_conv(g)), cache_bytes)
 
 
+@by_phases_temp_bytes
 def temp_bytes(g: Geometry) -> int:
   """The input, kernel and output spectra of one step, and the real input and
   output buffers they are transformed from (in the compute dtypes)."""
