@@ -32,12 +32,16 @@ import dataclasses
 import functools
 import itertools
 import math
+from typing import Any, Callable, TypeVar, cast
 
 import jax.numpy as jnp
 from jax import lax
 
 from ._geometry import Geometry
 from ._methods.common import out_dtype, zeros_varying_like
+
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,7 +154,7 @@ def _interleave(parts, axis: int, size: int):
   return lax.slice_in_dim(y, 0, size, axis=axis)
 
 
-def by_phases_conv(conv):
+def by_phases_conv(conv: F) -> F:
   """`conv(x, w, g)` computed phase by phase where `g` splits (module docstring).
 
   Example:
@@ -186,10 +190,10 @@ def by_phases_conv(conv):
       outs = merged
     return outs[()]
 
-  return split_conv
+  return cast(F, split_conv)
 
 
-def by_phases_cost(cost):
+def by_phases_cost(cost: F) -> F:
   """A method's `cost` summed over the phases it runs (each is one call)."""
   @functools.wraps(cost)
   def split_cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
@@ -203,10 +207,10 @@ def by_phases_cost(cost):
           total[name] = total.get(name, 0.0) + value
     return total
 
-  return split_cost
+  return cast(F, split_cost)
 
 
-def by_phases_temp_bytes(temp_bytes):
+def by_phases_temp_bytes(temp_bytes: F) -> F:
   """A method's `temp_bytes`: its largest phase's plus the phases' outputs."""
   @functools.wraps(temp_bytes)
   def split_temp_bytes(g: Geometry) -> int:
@@ -218,10 +222,10 @@ def by_phases_temp_bytes(temp_bytes):
     return max((temp_bytes(p.geometry) for p in split if p.geometry is not None),
                default=0) + 2 * item * outputs
 
-  return split_temp_bytes
+  return cast(F, split_temp_bytes)
 
 
-def by_phases_supports(supports):
+def by_phases_supports(supports: F) -> F:
   """A method's `supports`, asked of each phase it would run."""
   @functools.wraps(supports)
   def split_supports(g: Geometry, purpose: str = "call") -> str | None:
@@ -233,4 +237,4 @@ def by_phases_supports(supports):
         return why
     return None
 
-  return split_supports
+  return cast(F, split_supports)
