@@ -6,7 +6,9 @@ tap over channels; XLA fuses the sum. Depthwise taps (one input channel per
 group) are plain broadcast multiplies, so a depthwise conv costs
 `prod(kernel)` fused multiply-adds per output with no GEMM and no patch tensor.
 Work is `O(N * C_out * C_in/groups * prod(out) * prod(kernel))`, memory
-`O(input + output)`: it wins for depthwise and small channel counts.
+`O(input + output)`: it wins for depthwise and small channel counts. A
+transposed convolution runs as its phases (`jaxconv._phases`), so no tap
+multiplies the zeros of the dilated input.
 
 Its depthwise weight gradient is written by hand (`weight_term`): autodiff of
 the unrolled sum gives one reduction per tap, which XLA:CPU merges into one

@@ -8,7 +8,9 @@ the patches are written once, by one fusion (`extract_patches`), and the GEMM
 reads them in place. Reverse mode also needs their cotangent `w^T @ dy` to
 fold into the input gradient; for a depthwise kernel XLA fuses it into the fold,
 otherwise it is a second patch-sized buffer. A 1x1 stride-1 conv needs no
-patches at all and is a plain GEMM over channels.
+patches at all and is a plain GEMM over channels. A transposed convolution
+runs as its phases (`jaxconv._phases`): a 2x2 stride-2 one is four such GEMMs
+on the undilated input, with no patches of its zeros.
 """
 
 from __future__ import annotations

@@ -19,7 +19,9 @@ rows; for 1-D a single matrix; for 3-D one per `(k_d, k_h)` pair. The sum over
 leading taps is folded into the GEMM's contraction (the slices are stacked,
 which measured ~3x faster on CPU than one GEMM per tap plus adds), and groups
 are its batch dimension (the dense matrix would be block diagonal). Zero
-padding and lhs dilation are applied first with one `lax.pad`.
+padding and lhs dilation are applied first with one `lax.pad`; a transposed
+convolution (lhs dilation at window stride 1) runs as its phases instead
+(`jaxconv._phases`), so its matrices never hold the inserted zeros.
 
 Memory: the matrices take `prod(k_lead) * C_in * W_pad * W_out * C_out / G`
 elements and the stacked slices `prod(k_lead)` times the padded input (an

@@ -23,8 +23,10 @@ Rules (the plan for a geometry is `plan(g)`; `plan(g).describe()` prints it):
   input channels of the same contraction, so the inverse transforms are
   `s`-times smaller and nothing is computed and then discarded.
 * **Dilation.** rhs dilation zero-dilates the kernel before its (pruned)
-  transform; lhs dilation (transposed convolutions) inserts zeros in the input
-  with the same `lax.pad` that crops it.
+  transform. lhs dilation (transposed convolutions) at window stride 1 is
+  split into phases first (`jaxconv._phases`: one transform per phase of the
+  undilated input); with a stride too it inserts zeros in the input with the
+  same `lax.pad` that crops it.
 * **Kernel transform** is done axis by axis, last axis first, so the
   zero rows of the padded kernel are never transformed.
 * **Overlap-add** is chosen per axis by a flop/memory-traffic estimate
