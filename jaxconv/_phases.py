@@ -154,6 +154,43 @@ def _interleave(parts, axis: int, size: int):
   return lax.slice_in_dim(y, 0, size, axis=axis)
 
 
+@functools.lru_cache(maxsize=None)
+def runs(g: Geometry) -> tuple[tuple[Geometry, tuple[Phase, ...]], ...]:
+  """The calls a split `g` makes: phases with the same geometry (taps, padding,
+  dilation) run as one correlation whose output channels hold every phase's
+  (the sub-pixel convolution), so they share the input's patches, windows or
+  transform and make one wider GEMM; its gradients are one GEMM each too.
+  Empty for a geometry that does not split or whose phases are all zeros.
+
+  Example:
+    >>> from jaxconv._geometry import geometry_of
+    >>> g = geometry_of((1, 8, 5, 5), (4, 8, 2, 2), lhs_dilation=(2, 2), padding=1)
+    >>> [(geometry.kernel_shape, len(members)) for geometry, members in runs(g)]
+    [((16, 8, 1, 1), 4)]
+  """
+  groups: dict[Geometry, list[Phase]] = {}
+  for p in phases(g) or ():
+    if p.geometry is not None:
+      groups.setdefault(p.geometry, []).append(p)
+  out = []
+  for geometry, members in groups.items():
+    merged = geometry.replace(kernel_shape=(len(members) * g.out_channels,
+                                            *geometry.kernel_shape[1:]))
+    out.append((merged, tuple(members)))
+  return tuple(out)
+
+
+def _phase_kernels(w, g: Geometry, members: tuple[Phase, ...]):
+  """The members' taps of `w` as one kernel, output channels `(G, phase, Og)`
+  (each group's phases side by side, so the groups stay contiguous)."""
+  parts = [w[(slice(None), slice(None), *p.taps)] for p in members]
+  if len(parts) == 1:
+    return parts[0]
+  k = jnp.stack(parts)                                   # (P, C_out, Cg, *k)
+  k = k.reshape(len(parts), g.groups, g.out_channels_per_group, *k.shape[2:])
+  return k.swapaxes(0, 1).reshape(-1, *k.shape[3:])
+
+
 def by_phases_conv(conv: F) -> F:
   """`conv(x, w, g)` computed phase by phase where `g` splits (module docstring).
 
@@ -173,12 +210,15 @@ def by_phases_conv(conv: F) -> F:
     if split is None:
       return conv(x, w, g)
     outs = {}
+    for geometry, members in runs(g):
+      y = conv(x, _phase_kernels(w, g, members), geometry)
+      y = y.reshape(g.batch, g.groups, len(members), g.out_channels_per_group, *y.shape[2:])
+      for i, p in enumerate(members):
+        outs[p.residues] = y[:, :, i].reshape(g.batch, g.out_channels, *y.shape[4:])
     for p in split:
-      shape = (g.batch, g.out_channels, *p.out_spatial)
       if p.geometry is None:
+        shape = (g.batch, g.out_channels, *p.out_spatial)
         outs[p.residues] = zeros_varying_like(shape, out_dtype(g), x, w)
-      else:
-        outs[p.residues] = conv(x, w[(slice(None), slice(None), *p.taps)], p.geometry)
     dims = split_dims(g)
     # Interleave the last split dim first: each step merges one residue axis.
     for j in reversed(range(len(dims))):
@@ -194,24 +234,22 @@ def by_phases_conv(conv: F) -> F:
 
 
 def by_phases_cost(cost: F) -> F:
-  """A method's `cost` summed over the phases it runs (each is one call)."""
+  """A method's `cost` summed over the calls its phases make (`runs`)."""
   @functools.wraps(cost)
   def split_cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
-    split = phases(g)
-    if split is None:
+    if phases(g) is None:
       return cost(g, pass_, cache_bytes=cache_bytes)
     total: dict[str, float] = {}
-    for p in split:
-      if p.geometry is not None:
-        for name, value in cost(p.geometry, pass_, cache_bytes=cache_bytes).items():
-          total[name] = total.get(name, 0.0) + value
+    for geometry, _ in runs(g):
+      for name, value in cost(geometry, pass_, cache_bytes=cache_bytes).items():
+        total[name] = total.get(name, 0.0) + value
     return total
 
   return cast(F, split_cost)
 
 
 def by_phases_temp_bytes(temp_bytes: F) -> F:
-  """A method's `temp_bytes`: its largest phase's plus the phases' outputs."""
+  """A method's `temp_bytes`: its largest call's (`runs`) plus the phases' outputs."""
   @functools.wraps(temp_bytes)
   def split_temp_bytes(g: Geometry) -> int:
     split = phases(g)
@@ -219,21 +257,19 @@ def by_phases_temp_bytes(temp_bytes: F) -> F:
       return temp_bytes(g)
     item = jnp.dtype(out_dtype(g)).itemsize
     outputs = sum(g.batch * g.out_channels * math.prod(p.out_spatial) for p in split)
-    return max((temp_bytes(p.geometry) for p in split if p.geometry is not None),
-               default=0) + 2 * item * outputs
+    return max((temp_bytes(geometry) for geometry, _ in runs(g)), default=0) + 2 * item * outputs
 
   return cast(F, split_temp_bytes)
 
 
 def by_phases_supports(supports: F) -> F:
-  """A method's `supports`, asked of each phase it would run."""
+  """A method's `supports`, asked of each call its phases make (`runs`)."""
   @functools.wraps(supports)
   def split_supports(g: Geometry, purpose: str = "call") -> str | None:
-    split = phases(g)
-    if split is None:
+    if phases(g) is None:
       return supports(g, purpose)
-    for p in split:
-      if p.geometry is not None and (why := supports(p.geometry, purpose)) is not None:
+    for geometry, _ in runs(g):
+      if (why := supports(geometry, purpose)) is not None:
         return why
     return None
 

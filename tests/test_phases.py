@@ -20,7 +20,7 @@ import pytest
 from jaxconv import testing
 from jaxconv._geometry import geometry_of
 from jaxconv._methods import METHODS
-from jaxconv._phases import by_phases_conv, phases, split_dims
+from jaxconv._phases import by_phases_conv, phases, runs, split_dims
 from configs import needs_x64
 
 SPLITTING = ("direct", "im2col", "toeplitz", "fft")
@@ -83,9 +83,10 @@ def test_the_corners_reach_what_they_name():
   assert len(phases(_geometry("grouped-3d"))) == 2 * 3 * 2
 
 
-def test_a_2x2_stride_2_transposed_conv_becomes_four_gemms():
+def test_a_2x2_stride_2_transposed_conv_becomes_one_gemm():
   """U-Net's up-sampling: every phase is a 1x1 correlation of the undilated
-  input, a quarter of the dilated definition's multiply-adds in all."""
+  input, a quarter of the dilated definition's multiply-adds in all, and the
+  four share one call with 4x the output channels (one GEMM per pass)."""
   g = geometry_of((4, 128, 16, 16), (64, 128, 2, 2), lhs_dilation=(2, 2),
                   padding=((1, 1), (1, 1)))
   split = phases(g)
@@ -93,11 +94,19 @@ def test_a_2x2_stride_2_transposed_conv_becomes_four_gemms():
   assert all(p.geometry.kernel_size == (1, 1) and p.geometry.padding == ((0, 0), (0, 0))
              and p.geometry.in_spatial == (16, 16) for p in split)
   assert sum(p.geometry.flops for p in split) * 4 == g.flops
-  # Each method's cost counts the phases it runs, not the zeros it skips.
+  [(merged, members)] = runs(g)
+  assert merged.kernel_shape == (256, 128, 1, 1) and len(members) == 4
+  # Each method's cost is that of the call its phases make, not of the zeros.
   for name in SPLITTING:
-    split_cost = METHODS[name].cost(g, "fwd", cache_bytes=2 ** 25)
-    one_phase = METHODS[name].cost(split[0].geometry, "fwd", cache_bytes=2 ** 25)
-    assert split_cost == pytest.approx({k: 4 * v for k, v in one_phase.items()}), name
+    assert METHODS[name].cost(g, "dw", cache_bytes=2 ** 25) == METHODS[name].cost(
+        merged, "dw", cache_bytes=2 ** 25), name
+
+
+def test_phases_with_different_taps_run_as_separate_calls():
+  """A 3-tap kernel at stride 2 gives phases of 2 and 1 taps: two calls."""
+  g = geometry_of((1, 2, 6), (3, 2, 3), lhs_dilation=(2,), padding=((2, 2),))
+  assert sorted((m.kernel_size, len(ps)) for m, ps in runs(g)) == [((1,), 1), ((2,), 1)]
+  assert sum(m.flops for m, _ in runs(g)) < g.flops
 
 
 def test_geometries_without_lhs_dilation_are_not_split():
@@ -117,19 +126,20 @@ def test_a_phase_without_taps_is_zeros_of_the_output_dtype():
 
 @pytest.mark.parametrize("method", SPLITTING)
 def test_the_split_sizes_each_phase(method):
-  """`temp_bytes` counts the largest phase the method runs (and the phases'
+  """`temp_bytes` counts the largest call the phases make (and the phases'
   outputs), not the dilated input's patches, windows or matrices."""
   g = geometry_of((2, 8, 32, 32), (8, 8, 4, 4), lhs_dilation=(2, 2), padding=((3, 3), (3, 3)))
   module = METHODS[method]
-  largest = max(module.temp_bytes(p.geometry) for p in phases(g))
+  largest = max(module.temp_bytes(merged) for merged, _ in runs(g))
   assert module.temp_bytes(g) == largest + 2 * 4 * math.prod(g.out_shape)
   assert module.temp_bytes(g) < module.temp_bytes.__wrapped__(g)
 
 
-def test_toeplitz_caps_the_phases_it_builds():
-  """U-Net's up-sampling at bench size: the dilated input's block-Toeplitz
-  matrices are over the budget, the phases' 1x1 matrices are not."""
-  g = geometry_of((4, 128, 64, 64), (64, 128, 2, 2), lhs_dilation=(2, 2),
+def test_toeplitz_caps_the_call_it_makes():
+  """A 2x2 stride-2 up-sampling: the dilated input's block-Toeplitz matrices
+  are over the budget, the phases' 1x1 matrices (4x the channels, a quarter
+  of the rows and columns) are not."""
+  g = geometry_of((4, 48, 64, 64), (64, 48, 2, 2), lhs_dilation=(2, 2),
                   padding=((1, 1), (1, 1)))
   assert "over the budget" in METHODS["toeplitz"].supports.__wrapped__(g)
   assert METHODS["toeplitz"].supports(g) is None
