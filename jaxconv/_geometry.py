@@ -570,6 +570,31 @@ def transpose_kernel_shape(w_shape: Sequence[int], groups: int) -> tuple[int, ..
   return (groups * cout_g, c_in // groups, *kernel)
 
 
+def input_gradient_geometry(g: Geometry) -> Geometry:
+  """The geometry of `g`'s input gradient, as a correlation.
+
+  The cotangent `dy` (`g.out_shape`), dilated by `g.stride`, is correlated
+  with the flipped kernel whose in/out channels are swapped within each group
+  (`transpose_kernel_shape`): `conv_transpose`'s geometry
+  (`make_transpose_geometry`), with the high padding that reaches the inputs
+  no window read, so its output is `g.in_shape`. For `g` without lhs dilation.
+
+  Example:
+    >>> from jaxconv._geometry import geometry_of, input_gradient_geometry
+    >>> g = geometry_of((2, 6, 9), (4, 3, 3), stride=2, padding=1, groups=2)
+    >>> t = input_gradient_geometry(g)
+    >>> t.in_shape, t.kernel_shape, t.lhs_dilation, t.padding, t.out_shape
+    ((2, 4, 5), (6, 2, 3), (2,), ((1, 1),), (2, 6, 9))
+  """
+  pads = tuple(
+      (d * (k - 1) - lo, d * (k - 1) - hi + (n + lo + hi - dilate_dim(k, d)) % s)
+      for n, k, s, d, (lo, hi) in zip(g.in_spatial, g.kernel_size, g.stride, g.dilation,
+                                      g.padding))
+  return g.replace(in_shape=(g.batch, g.out_channels, *g.out_spatial),
+                   kernel_shape=transpose_kernel_shape(g.kernel_shape, g.groups),
+                   stride=(1,) * g.rank, padding=pads, lhs_dilation=g.stride)
+
+
 @dataclasses.dataclass(frozen=True)
 class _Spec:
   """A shape and dtype standing in for an array whose layout is still to change."""

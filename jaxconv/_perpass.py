@@ -43,13 +43,15 @@ def pass_conv(name: str, padded: bool, pass_: str = "fwd"):
     padded: True when the caller already applied the padding mode (`g` is a
       method geometry); False when `x` is unpadded and `g` the user geometry,
       so a non-periodic method pads first.
-    pass_: 'dw' takes the method's `weight_term` where it has one: the same
-      convolution, written so that its transpose in `w` is a good dW pass.
+    pass_: 'dx' takes the method's `input_term` and 'dw' its `weight_term`
+      where it has them: the same convolution, written so that its transpose
+      in `x` (in `w`) is a good dX (dW) pass.
   """
   if name.endswith(PERIODIC):
     return hook(name[:-len(PERIODIC)], "periodic").periodic_conv
   module = METHODS[name]
-  conv = getattr(module, "weight_term", module.conv) if pass_ == "dw" else module.conv
+  term = {"dx": "input_term", "dw": "weight_term"}.get(pass_)
+  conv = getattr(module, term, module.conv) if term else module.conv
   if padded:
     return conv
   return functools.partial(_pad_then, conv)

@@ -45,6 +45,10 @@ Optional attributes:
   (`jaxconv._perpass`) use it for their dW pass; the method's own `conv`
   should use it in its `custom_jvp` too (direct: depthwise dW one tap at a
   time instead of every tap's window at once).
+* `input_term(x, w, g)`: the same for the transpose in `x`, the input
+  gradient (direct: a depthwise dX as its own correlation of `dy` with the
+  flipped kernel, the transpose of a `jax.linear_transpose`, instead of one
+  padded copy of `dy` per tap).
 * `ROUNDING`: 'sum' (default: error grows with the reduction length, exact on
   small integers) or 'transform' (also with log2 of the transform size); read
   by `jaxconv.testing.tolerance`.

@@ -10,6 +10,11 @@ Work is `O(N * C_out * C_in/groups * prod(out) * prod(kernel))`, memory
 transposed convolution runs as its phases (`jaxconv._phases`), so no tap
 multiplies the zeros of the dilated input.
 
+Its depthwise input gradient is written by hand too (`input_term`): autodiff
+of the unrolled sum gives one padded copy of `dy` per tap, 4-6x slower than
+the forward; the input gradient is instead this method's own correlation of
+`dy` with the flipped kernel, one strided slice per tap.
+
 Its depthwise weight gradient is written by hand (`weight_term`): autodiff of
 the unrolled sum gives one reduction per tap, which XLA:CPU merges into one
 reduction over every tap's window at once, a `taps x input` temporary (32 GB
@@ -19,13 +24,15 @@ one window at a time, in `O(input)` memory.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .._geometry import Geometry
+from .._geometry import Geometry, input_gradient_geometry
 from .._phases import by_phases_conv, by_phases_cost, by_phases_supports, by_phases_temp_bytes
 from .._padding import pad_and_dilate
 from .._patches import kernel_offsets, window_slices
@@ -122,6 +129,37 @@ def conv(x, w, g: Geometry):
 
 
 @by_phases_conv
+def input_term(x, w, g: Geometry):
+  """`conv(x, w, g)` written for its transpose in `x`, the input gradient
+  (the method contract's optional `input_term`; `_perpass` uses it for the
+  dX pass).
+
+  With one input channel per group, the transpose (`jax.linear_transpose`)
+  of this method's correlation of an output-shaped array with the flipped,
+  group-transposed kernel (`input_gradient_geometry`). Reverse mode
+  transposes it back, so the input gradient is that correlation, one strided
+  slice of `dy` per tap, instead of autodiff's sum of one padded copy of `dy`
+  per tap (measured 4-6x slower on depthwise kernels: 5.0 against 0.8 ms
+  for a 64-tap causal 1-D filter on 64 x 4096). Forward mode evaluates the
+  padded copies, as autodiff of `conv` would. Otherwise (channel
+  contractions, where autodiff's transpose is the faster one; lhs dilation;
+  integers or a `preferred_element_type`) `conv`'s unrolled sum.
+  """
+  if (g.in_channels_per_group != 1 or any(d != 1 for d in g.lhs_dilation)
+      or not jnp.issubdtype(g.dtype, jnp.inexact) or g.preferred_element_type is not None):
+    return _unrolled(x, w, g)
+  gt = input_gradient_geometry(g)
+  # (G * Og, 1, *k) -> (G, 1 * Og, *k): in/out swapped per group, then flipped.
+  wt = w.reshape(gt.kernel_shape)
+  wt = lax.rev(wt, tuple(range(2, wt.ndim)))
+  correlate = functools.partial(conv, w=wt, g=gt)
+  # The example cotangent varies over x's manual mesh axes (inside shard_map),
+  # so the transpose is typed as per-device and needs no collective.
+  example = zeros_varying_like(g.out_shape, g.dtype, x)
+  return jax.linear_transpose(correlate, example)(x)[0]
+
+
+@by_phases_conv
 def weight_term(x, w, g: Geometry):
   """`conv(x, w, g)` written for its transpose in `w`, the weight gradient
   (the method contract's optional `weight_term`; `_perpass` uses it for the
@@ -179,4 +217,4 @@ def _unrolled(x, w, g: Geometry):
   return total.reshape(g.out_shape).astype(out_dtype(g))
 
 
-_ONE_CHANNEL_PER_GROUP = bilinear_conv(_unrolled, _unrolled, weight_term)
+_ONE_CHANNEL_PER_GROUP = bilinear_conv(_unrolled, input_term, weight_term)
