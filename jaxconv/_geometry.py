@@ -170,6 +170,24 @@ def is_int(v: object) -> TypeIs[int | np.integer]:
   return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
+def brief(value) -> str:
+  """`repr(value)` for an error message, short: an array (anything with a
+  non-empty shape) as its shape and dtype, since its repr can run to thousands
+  of lines; other reprs are cut at 200 characters.
+
+  Example:
+    >>> import numpy as np
+    >>> from jaxconv._geometry import brief
+    >>> brief((3, 3)), brief(np.zeros((8, 3, 32, 32), np.float32))
+    ('(3, 3)', 'an array of shape (8, 3, 32, 32) and dtype float32')
+  """
+  shape = getattr(value, "shape", None)
+  if isinstance(shape, tuple) and shape and not isinstance(value, jax.ShapeDtypeStruct):
+    return f"an array of shape {shape} and dtype {getattr(value, 'dtype', '?')}"
+  text = repr(value)
+  return text if len(text) <= 200 else text[:200] + "..."
+
+
 def ntuple(value, rank: int, name: str, fn: str, *, minimum: int = 1) -> tuple[int, ...]:
   """An int or a per-dim sequence of ints -> a `rank`-tuple, each >= `minimum`."""
   if is_int(value):
@@ -177,7 +195,7 @@ def ntuple(value, rank: int, name: str, fn: str, *, minimum: int = 1) -> tuple[i
   elif _int_sequence(value):
     if not all(is_int(v) for v in value):
       raise TypeError(
-          f"{fn}: `{name}` must be an int or a sequence of ints; got {name}={value!r}.")
+          f"{fn}: `{name}` must be an int or a sequence of ints; got {name}={brief(value)}.")
     if len(value) != rank:
       raise ValueError(
           f"{fn}: `{name}` must have one entry per spatial dimension ({rank}); "
@@ -185,7 +203,7 @@ def ntuple(value, rank: int, name: str, fn: str, *, minimum: int = 1) -> tuple[i
     out = tuple(int(v) for v in value)
   else:
     raise TypeError(
-        f"{fn}: `{name}` must be an int or a sequence of ints; got {name}={value!r}.")
+        f"{fn}: `{name}` must be an int or a sequence of ints; got {name}={brief(value)}.")
   if any(v < minimum for v in out):
     what = "positive" if minimum == 1 else f">= {minimum}"
     raise ValueError(f"{fn}: `{name}` must be {what}; got {name}={value!r}.")
@@ -304,7 +322,9 @@ def as_jax(a: Any) -> jax.Array:
 def shape_arg(value, name: str, fn: str) -> tuple[int, ...]:
   """An array shape given as a sequence of ints (`x_shape`, ...) -> a tuple."""
   if not _int_sequence(value) or not all(is_int(v) for v in value):
-    raise TypeError(f"{fn}: `{name}` must be a sequence of ints; got {name}={value!r}.")
+    hint = " (pass the array's `.shape`)" if hasattr(value, "shape") else ""
+    raise TypeError(
+        f"{fn}: `{name}` must be a sequence of ints{hint}; got {name}={brief(value)}.")
   return tuple(int(v) for v in value)
 
 
@@ -745,7 +765,7 @@ def positive_int(value, name: str, fn: str, *, minimum: int = 1) -> int:
   """`value` as an int >= `minimum` (1: positive, 0: non-negative): TypeError
   for a non-int (a bool included), ValueError below the minimum."""
   if not is_int(value):
-    raise TypeError(f"{fn}: `{name}` must be an int; got {name}={value!r}.")
+    raise TypeError(f"{fn}: `{name}` must be an int; got {name}={brief(value)}.")
   if value < minimum:
     what = {1: "positive", 0: "non-negative"}.get(minimum, f">= {minimum}")
     raise ValueError(f"{fn}: `{name}` must be {what}; got {name}={value}.")
@@ -760,7 +780,7 @@ def positive_real(value, name: str, fn: str) -> float:
       value, (int, float, np.integer, np.floating)):
     raise TypeError(
         f"{fn}: `{name}` must be a Python or NumPy real number (it is static); "
-        f"got {name}={value!r}.")
+        f"got {name}={brief(value)}.")
   if not (math.isfinite(value) and value > 0):
     raise ValueError(f"{fn}: `{name}` must be finite and > 0; got {name}={value!r}.")
   return float(value)
@@ -799,7 +819,7 @@ def spatial_sizes(value, name: str, fn: str) -> tuple[int, ...]:
     return (positive_int(value, name, fn),)
   if not _int_sequence(value):
     raise TypeError(
-        f"{fn}: `{name}` must be an int or a sequence of ints; got {name}={value!r}.")
+        f"{fn}: `{name}` must be an int or a sequence of ints; got {name}={brief(value)}.")
   if len(value) == 0:
     raise ValueError(
         f"{fn}: `{name}` must name at least one spatial dim; got {name}={value!r}.")

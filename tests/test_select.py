@@ -296,6 +296,11 @@ def test_select_method_dtype_names_and_objects():
     (("abc", (2, 2, 3)), {}, TypeError, r"`x_shape` must be a sequence of ints; got x_shape='abc'"),
     (((1, 2, 8), (2, 2.0, 3)), {}, TypeError, r"`w_shape` must be a sequence of ints"),
     (((1, 2, 8), 5), {}, TypeError, r"`w_shape` must be a sequence of ints; got w_shape=5"),
+    ((np.zeros((1, 2, 8), np.float32), (2, 2, 3)), {}, TypeError,
+     r"`x_shape` must be a sequence of ints \(pass the array's `\.shape`\); got x_shape=an "
+     r"array of shape \(1, 2, 8\) and dtype float32\.$"),
+    (((1, 2, 8), (2, 2, 3)), dict(stride=np.array([2.0])), TypeError,
+     r"`stride` must be an int or a sequence of ints; got stride=an array of shape \(1,\)"),
     (((1, 4, 8), (2, 2, 3)), dict(groups=3), ValueError,
      r"jaxconv.select_method: `groups` must divide the input channels"),
     (((1, 2, 8), (2, 2, 3, 3)), {}, ValueError,
