@@ -249,6 +249,17 @@ def test_big_features_switch_on_above_the_cache():
   assert _select.features(g, max(ws, spectra_bytes) + 1)["fft"]["spectra_big"] == 0
 
 
+def test_im2col_patch_over_the_mmap_ceiling_is_its_own_feature():
+  """A patch tensor over glibc's mmap ceiling faults its pages in on every
+  call (`jaxconv._malloc`), whatever the cache: batch 8 of a ResNet 3x3 is
+  over (57.8 MB), batch 4 under (28.9 MB)."""
+  from jaxconv._malloc import CEILING_BYTES
+  for batch, over in ((8, True), (4, False)):
+    f = _select.features(_g((batch, 64, 56, 56), (64, 64, 3, 3), padding=1))["im2col"]
+    assert (4 * f["patch"] > CEILING_BYTES) is over
+    assert f["patch_mmap"] == (f["patch"] if over else 0)
+
+
 def test_fft_features_zero_output():
   # Negative padding that leaves only zeros to read: nothing to transform.
   g = _g((1, 1, 4), (1, 1, 3), padding=((-4, 4),))

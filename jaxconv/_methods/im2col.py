@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from .._geometry import Geometry
+from .._malloc import CEILING_BYTES
 from .._phases import by_phases_conv, by_phases_cost, by_phases_supports, by_phases_temp_bytes
 from .._padding import pad_and_dilate
 from .._patches import extract_patches
@@ -74,7 +75,9 @@ def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
   `macs_gemv` (one output channel per group: matrix-vector products), `patch`
   (patch tensor elements, 0 for a stride-1 1x1 kernel), `patch_taps`
   (patch x taps), `patch_big` and `elems_big` (the patch tensor or the working
-  set over `cache_bytes`), `call`.
+  set over `cache_bytes`), `patch_mmap` (the patch tensor where it is over
+  glibc's mmap ceiling, `jaxconv._malloc`: its pages fault in on every call),
+  `call`.
 
   Example:
     >>> from jaxconv._geometry import geometry_of
@@ -89,7 +92,8 @@ def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
   big = max(working_set_bytes(g), patch * itemsize(g)) > cache_bytes
   return dict(macs_gemm=macs if og > 1 else 0, macs_gemv=macs if og == 1 else 0,
               patch=patch, patch_taps=patch * s["taps"], patch_big=patch if big else 0,
-              elems_big=s["x"] + s["y"] if big else 0, call=1)
+              elems_big=s["x"] + s["y"] if big else 0,
+              patch_mmap=patch if patch * itemsize(g) > CEILING_BYTES else 0, call=1)
 
 
 @by_phases_temp_bytes
