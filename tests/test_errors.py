@@ -545,7 +545,8 @@ PUBLIC_ERRORS = [
         r"`real` must be a bool; got real=1\.", "real"),
     # planning and sharding
     row("select_method", lambda: jaxconv.select_method(SDS, WS.shape), TypeError,
-        r"`x_shape` must be a sequence of ints; got x_shape=ShapeDtypeStruct", "x_shape-sds"),
+        r"`x_shape` must be a sequence of ints \(pass the array's `\.shape`\); got "
+        r"x_shape=ShapeDtypeStruct", "x_shape-sds"),
     row("select_method", lambda: jaxconv.select_method(XS.shape, (6, 4.0, 3, 3)), TypeError,
         r"`w_shape` must be a sequence of ints; got w_shape=\(6, 4.0, 3, 3\)\.",
         "w_shape-float"),
