@@ -289,7 +289,8 @@ def _select(g: Geometry, backend: str, budget: int, local: bool) -> Plan:
     return Plan(method, method, method, (why, why, why))
   ests = {p: candidates(p) for p in PASSES}
   (f, rf), (dx, rdx), (dw, rdw) = (_pick(ests[p], p, where, margin, tail) for p in PASSES)
-  one = _training_method(ests, (f, dx, dw), margin, *training_shares(prof))
+  one = _training_method(ests, (f, dx, dw), margin,
+                         *training_shares(prof, mix_temp_bytes(gm, (f, dx, dw))))
   if one is None:
     return Plan(f, dx, dw, (rf, rdx, rdw))
   m, why = one
@@ -297,17 +298,44 @@ def _select(g: Geometry, backend: str, budget: int, local: bool) -> Plan:
   return Plan(f, m, m, (rf, rdx, rdw), None if m == f else m)
 
 
-def training_shares(prof: _profiles.Profile) -> tuple[dict[str, float], float]:
+def mix_temp_bytes(g: Geometry, picks: tuple[str, ...]) -> int:
+  """Temporary bytes of a per-pass mix's training step, estimated as the sum
+  of its distinct methods' `temp_bytes` on the method geometry `g` (each
+  method keeps its own padded input, patches or spectra, which one method's
+  fused step would share)."""
+  names = {m[:-len(PERIODIC)] if m.endswith(PERIODIC) else m for m in picks}
+  return sum(METHODS[m].temp_bytes(g) for m in sorted(names))
+
+
+def training_shares(prof: _profiles.Profile, mix_bytes: int = 0
+                    ) -> tuple[dict[str, float], float]:
   """`(share per candidate, share of a mix)` of `prof` for rule 4: measured
   ones (a method without its own gets the median of the others), else 1 and
-  `UNMEASURED_MIX_SHARE`."""
+  `UNMEASURED_MIX_SHARE`.
+
+  A profile may measure a second share for mixes whose temporaries
+  (`mix_temp_bytes`) exceed `mix_big_bytes` (`calibrate.fit_training`): on
+  the 2-core Xeon a mix's step takes 0.80 of its passes' sum below 64 MiB
+  and 1.11 above (six model-zoo mixes, e.g. MobileNetV2's dw3x3 at batch 8:
+  direct / direct / fft 39 ms, its passes 29 ms, where direct alone takes 26 ms).
+
+  Example:
+    >>> from jaxconv import _profiles, _select
+    >>> prof = _profiles.Profile({}, 1, "k", "user", True, {"share": {"lax": 0.7},
+    ...     "mix_share": 0.8, "mix_share_big": 1.1, "mix_big_bytes": 1 << 26})
+    >>> _select.training_shares(prof, 1 << 20)[1], _select.training_shares(prof, 1 << 27)[1]
+    (0.8, 1.1)
+  """
   measured = prof.training.get("share", {})
   if not measured:
     return {}, UNMEASURED_MIX_SHARE
   default = float(np.median(list(measured.values())))
   share = {m: measured.get(m, default) for m in METHODS}
   share |= {m + PERIODIC: share[m] for m in METHODS}
-  return share, prof.training.get("mix_share", max(measured.values()))
+  mix = prof.training.get("mix_share", max(measured.values()))
+  if "mix_share_big" in prof.training and mix_bytes > prof.training["mix_big_bytes"]:
+    mix = prof.training["mix_share_big"]
+  return share, mix
 
 
 def _training_method(ests: dict[str, dict[str, float]], picks: tuple[str, str, str],

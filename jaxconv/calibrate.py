@@ -51,6 +51,7 @@ import numpy as np
 from . import _budget, _malloc, _profiles, _select
 from ._autotune import MIX_SEP, TRAIN, pass_program, step_program, training_contenders
 from ._geometry import Geometry, geometry_of, make_transpose_geometry
+from ._padding import method_geometry
 from ._methods import METHODS
 from ._methods.common import PASSES
 
@@ -530,15 +531,62 @@ MIN_TRAINING_SAMPLES = 3
 """`fit_training` reports a share only from at least this many training steps."""
 
 
-def fit_training(samples: Sequence[dict]) -> dict:
+MIX_BIG_CANDIDATES = (1, 2, 4)
+"""`fit_training` tries these multiples of glibc's mmap ceiling
+(`jaxconv._malloc.CEILING_BYTES`) as the temporaries above which a mix gets a
+share of its own."""
+
+
+def _mix_bytes(sample: dict, shapes: dict[str, Shape]) -> int:
+  g = method_geometry(shapes[sample["case"]].geometry())
+  return _select.mix_temp_bytes(g, tuple(sample["method"].split(MIX_SEP)))
+
+
+def _split_mixes(mixes: list[tuple[int, float]]) -> dict:
+  """The threshold among `MIX_BIG_CANDIDATES` that splits `(bytes, share)`
+  mixes into two groups best described by their medians (least total
+  absolute log deviation), if it beats one median: `{mix_share_big,
+  mix_big_bytes}`, else `{}`."""
+  def deviation(group):
+    logs = [math.log(r) for _, r in group]
+    mid = statistics.median(logs)
+    return sum(abs(v - mid) for v in logs)
+  if len(mixes) < 2 * MIN_TRAINING_SAMPLES:
+    return {}
+  best, out = deviation(mixes), {}
+  for k in MIX_BIG_CANDIDATES:
+    limit = k * _malloc.CEILING_BYTES
+    big = [m for m in mixes if m[0] > limit]
+    small = [m for m in mixes if m[0] <= limit]
+    if min(len(big), len(small)) < MIN_TRAINING_SAMPLES:
+      continue
+    dev = deviation(big) + deviation(small)
+    if dev < best:
+      best = dev
+      out = {"mix_share": round(statistics.median(r for _, r in small), 3),
+             "mix_share_big": round(statistics.median(r for _, r in big), 3),
+             "mix_big_bytes": limit}
+  return out
+
+
+def fit_training(samples: Sequence[dict], shapes: dict[str, Shape] | None = None) -> dict:
   """How much of the sum of its separately timed passes a fused training step
   takes, per method and for mixes: `auto`'s training rule
   (`jaxconv._select.MIX_MARGIN`) scales its estimates by these shares.
 
+  Args:
+    samples: calibration samples; the training steps among them count.
+    shapes: the calibration shapes by name; given, the mixes may be split by
+      their temporaries (`jaxconv._select.mix_temp_bytes`) at one of
+      `MIX_BIG_CANDIDATES`, where two medians describe them better than one.
+
   Returns:
     `{"share": {method: median of step / sum of passes}, "mix_share": the same
-    over mixes, "steps": number of training steps}`; a method (or the mixes)
-    with fewer than `MIN_TRAINING_SAMPLES` steps is left out.
+    over mixes, "steps": number of training steps}`, with `mix_share_big`
+    and `mix_big_bytes` where the mixes split (`mix_share` then the median of
+    the mixes at or below `mix_big_bytes`); a method (or the mixes, or
+    either group of them) with fewer than `MIN_TRAINING_SAMPLES` steps is
+    left out.
 
   Example:
     >>> steps = [{"pass": "train", "method": m, "seconds": t, "passes_s": 1.0}
@@ -548,15 +596,19 @@ def fit_training(samples: Sequence[dict]) -> dict:
     {'share': {'fft': 0.5}, 'steps': 5}
   """
   ratios: dict[str, list[float]] = {}
+  mixes: list[tuple[int, float]] = []
   for s in samples:
     if s["pass"] == TRAIN and s.get("passes_s"):
       key = "mix" if MIX_SEP in s["method"] else s["method"]
       ratios.setdefault(key, []).append(s["seconds"] / s["passes_s"])
+      if key == "mix" and shapes is not None and s["case"] in shapes:
+        mixes.append((_mix_bytes(s, shapes), ratios[key][-1]))
   share = {k: round(statistics.median(r), 3) for k, r in ratios.items()
            if len(r) >= MIN_TRAINING_SAMPLES}
   out: dict[str, Any] = {"share": {k: v for k, v in share.items() if k != "mix"}}
   if "mix" in share:
     out["mix_share"] = share["mix"]
+    out |= _split_mixes(mixes)
   out["steps"] = sum(map(len, ratios.values()))
   return out
 
@@ -582,7 +634,7 @@ def training_quality(samples: Sequence[dict], shapes: dict[str, Shape], coefs: d
       passes.setdefault(s["case"], {}).setdefault(s["method"], {})[s["pass"]] = s
     elif s["pass"] == TRAIN:
       steps.setdefault(s["case"], {})[s["method"]] = s["seconds"]
-  share, mix_share = _select.training_shares(_profiles.Profile({}, 0, "", "", True, training))
+  prof = _profiles.Profile({}, 0, "", "", True, training)
   near, slow = 0, []
   for case, by_m in passes.items():
     if case not in steps:
@@ -591,6 +643,8 @@ def training_quality(samples: Sequence[dict], shapes: dict[str, Shape], coefs: d
                 for m, t in by_m.items() if p in t} for p in PASSES}
     f, dx, dw = (_select._pick(ests[p], p, "", margin, "")[0] for p in PASSES)
     picks = (f, dx, dw)
+    g = method_geometry(shapes[case].geometry())
+    share, mix_share = _select.training_shares(prof, _select.mix_temp_bytes(g, picks))
     one = _select._training_method(ests, picks, margin, share, mix_share)
     plan = (one[0],) * 3 if one else picks
     label = plan[0] if len(set(plan)) == 1 else MIX_SEP.join(plan)
@@ -697,7 +751,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   after = rank_quality(samples, held, coefs, cache)
   print(f"held-out cases ({len(held)}): before ({old.describe()}): {_describe(before)}")
   print(f"held-out cases ({len(held)}): after (this calibration):  {_describe(after)}")
-  training = fit_training([x for x in samples if x["case"] in train])
+  training = fit_training([x for x in samples if x["case"] in train], train)
   steps_before = training_quality(samples, held, old.coefficients, old.cache_bytes, old.training)
   steps_after = training_quality(samples, held, coefs, cache, training)
   if steps_after["cases"]:
@@ -706,11 +760,13 @@ def main(argv: Sequence[str] | None = None) -> int:
   cache, coefs, _ = best_fit(samples, by_name, llc)
   coefs = fit_decisions(samples, by_name, cache, coefs)
   quality = fit_quality(samples, by_name, coefs, cache)
-  training = fit_training(samples)
+  training = fit_training(samples, by_name)
   if training["steps"]:
     shares = ", ".join(f"{m} {v}" for m, v in training["share"].items())
     print(f"training step / sum of its passes (median over {training['steps']} steps): "
-          f"{shares}; mixes {training.get('mix_share', '-')}")
+          f"{shares}; mixes {training.get('mix_share', '-')}"
+          + (f", mixes over {training['mix_big_bytes'] >> 20} MiB of temporaries "
+             f"{training['mix_share_big']}" if "mix_share_big" in training else ""))
   entry = {
       "coefficients": coefs, "cache_bytes": cache, "training": training, "device": key,
       "jax": jax.__version__,

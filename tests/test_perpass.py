@@ -188,6 +188,30 @@ def test_training_shares_of_a_profile():
       {}, _select.UNMEASURED_MIX_SHARE)
 
 
+def test_a_mix_with_large_temporaries_gets_its_own_share():
+  """`training_shares` takes `mix_share_big` for a mix whose methods'
+  temporaries (`mix_temp_bytes`, the sum over its distinct methods) exceed
+  `mix_big_bytes`, and rule 4 may then run one method throughout: on made-up
+  estimates the mix's passes sum to 0.72x direct's, kept at share 0.8, not at 1.1."""
+  g = geometry_of((8, 144, 56, 56), (144, 1, 3, 3), padding=1, groups=144)
+  mix = ("direct", "direct", "fft")
+  temps = _select.mix_temp_bytes(g, mix)
+  assert temps == METHODS["direct"].temp_bytes(g) + METHODS["fft"].temp_bytes(g)
+  assert _select.mix_temp_bytes(g, ("direct",) * 3) == METHODS["direct"].temp_bytes(g)
+  assert _select.mix_temp_bytes(g, ("direct", "fft (periodic)", "fft")) == temps
+  prof = _profiles.Profile({}, 1, "k", "user", True,
+                           {"share": {"direct": 0.7, "fft": 0.6}, "mix_share": 0.8,
+                            "mix_share_big": 1.1, "mix_big_bytes": temps - 1})
+  assert _select.training_shares(prof, temps)[1] == 1.1
+  assert _select.training_shares(prof, temps - 1)[1] == 0.8
+  assert _select.training_shares(prof)[1] == 0.8
+  ests = {"fwd": {"direct": 1.0, "fft": 9.0}, "dx": {"direct": 1.0, "fft": 9.0},
+          "dw": {"direct": 3.0, "fft": 1.6}}                     # mix 3.6, direct 5.0
+  rule = _select._training_method
+  assert rule(ests, mix, 1.0, *_select.training_shares(prof, temps - 1)) is None
+  assert rule(ests, mix, 1.0, *_select.training_shares(prof, temps))[0] == "direct"
+
+
 def test_one_method_for_all_passes_is_the_method_itself():
   """A plan of one method runs that method's own `conv` (no custom_jvp), so
   its programs are those of `method=<name>`."""

@@ -195,6 +195,31 @@ def test_training_quality_scores_the_training_rule():
   assert q == {"cases": 1, "within_1.1x": 1, "geomean_slowdown": 1.0}
 
 
+def test_fit_training_splits_the_mixes_by_their_temporaries():
+  """Mixes whose temporaries exceed a multiple of the mmap ceiling get a share
+  of their own where two medians describe them better than one (the least
+  candidate that does); shares that do not depend on size keep one."""
+  from jaxconv._malloc import CEILING_BYTES
+  mib = 1 << 20
+  small = [(10 * mib, r) for r in (0.7, 0.8, 0.9)]
+  big = [(100 * mib, r) for r in (1.1, 1.2, 1.3)]
+  assert calibrate._split_mixes(small + big) == {
+      "mix_share": 0.8, "mix_share_big": 1.2, "mix_big_bytes": CEILING_BYTES}
+  assert calibrate._split_mixes(small + [(100 * mib, r) for r in (0.7, 0.8, 0.9)]) == {}
+  assert calibrate._split_mixes(small + big[:2]) == {}           # too few big mixes
+  # From samples: a mix on every QUICK shape, at a share that grows with size
+  # (direct's and fft's temporaries; over twice the ceiling on three shapes).
+  shapes = {s.name: s for s in calibrate.QUICK}
+  mixes = [{"case": name, "method": "direct / direct / fft", "pass": calibrate.TRAIN,
+            "passes_s": 1.0} for name in shapes]
+  for s in mixes:
+    s["seconds"] = 1.2 if calibrate._mix_bytes(s, shapes) > 2 * CEILING_BYTES else 0.8
+  fitted = calibrate.fit_training(mixes, shapes)
+  assert fitted["mix_share"] == 0.8 and fitted["mix_share_big"] == 1.2
+  assert fitted["mix_big_bytes"] == 2 * CEILING_BYTES
+  assert "mix_share_big" not in calibrate.fit_training(mixes)     # no shapes: one median
+
+
 def test_main_fits_saved_samples_and_writes_the_user_profile(tmp_path, capsys):
   shapes = calibrate.QUICK
   cache = calibrate.llc_bytes()

@@ -260,6 +260,28 @@ def test_im2col_patch_over_the_mmap_ceiling_is_its_own_feature():
     assert f["patch_mmap"] == (f["patch"] if over else 0)
 
 
+def test_direct_merged_windows_over_the_mmap_ceiling_and_thin_contractions():
+  """direct's per-tap GEMMs run as one over every tap's window (`temp_bytes`):
+  over glibc's mmap ceiling that buffer faults in on every call, as im2col's
+  patches (batch 8 of a ResNet 3x3: 57.8 MB; batch 4: 28.9 MB). A depthwise
+  kernel has no such buffer, and a contraction over at most
+  `THIN_CONTRACTION` input channels per group has its own per-MAC rate."""
+  from jaxconv._malloc import CEILING_BYTES
+  from jaxconv._methods import direct
+  for batch, over in ((8, True), (4, False)):
+    f = _select.features(_g((batch, 64, 56, 56), (64, 64, 3, 3), padding=1))["direct"]
+    merged = 9 * batch * 64 * 56 * 56
+    assert (4 * merged > CEILING_BYTES) is over
+    assert f["window_mmap"] == (merged if over else 0)
+    assert f["macs_thin"] == 0                                    # 64 channels per group
+  dw = _select.features(_g((8, 144, 112, 112), (144, 1, 3, 3), padding=1, groups=144))
+  assert dw["direct"]["window_mmap"] == dw["direct"]["macs_thin"] == 0
+  for cin, thin in ((3, True), (direct.THIN_CONTRACTION, True),
+                    (direct.THIN_CONTRACTION + 1, False), (1, False)):
+    f = _select.features(_g((1, cin, 16, 16), (8, cin, 3, 3)))["direct"]
+    assert f["macs_thin"] == (f["macs_gemm"] if thin else 0) and (cin == 1 or f["macs_gemm"] > 0)
+
+
 def test_fft_features_zero_output():
   # Negative padding that leaves only zeros to read: nothing to transform.
   g = _g((1, 1, 4), (1, 1, 3), padding=((-4, 4),))

@@ -33,6 +33,7 @@ import numpy as np
 from jax import lax
 
 from .._geometry import Geometry, input_gradient_geometry
+from .._malloc import CEILING_BYTES
 from .._phases import by_phases_conv, by_phases_cost, by_phases_supports, by_phases_temp_bytes
 from .._padding import pad_and_dilate
 from .._patches import kernel_offsets, window_slices
@@ -40,6 +41,10 @@ from .common import (acc_dtype, bilinear_conv, check_pass, grouped_matmul, items
                      padded_input_bytes, sizes, unrolled_taps_reason, working_set_bytes,
                      zeros_varying_like)
 
+
+THIN_CONTRACTION = 16
+"""`cost`'s `macs_thin`: a GEMM contracting over at most this many input
+channels per group runs well below the per-multiply-add rate of wide ones."""
 
 GENERIC_COEFFICIENTS = {"macs_gemm": 3.0e-3, "macs_dw": 3.0e-3, "tap_elems": 1.5e-3, "call": 2.0e4}
 """Hand-set, NOT measured: nanoseconds per unit of each `cost` feature on
@@ -62,13 +67,18 @@ def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
   """Features of the cost model (`jaxconv._select`), for any `pass_`
   ('fwd', 'dx', 'dw'), with a coefficient per pass.
 
-  `macs_gemm` (channel contraction per tap), `macs_dw` (depthwise: broadcast
-  multiply-adds), `macs_bcast` (one input channel per group but several
-  outputs, e.g. a 1-channel image), `tap_elems` (taps x (windows + y): one
-  slice and one accumulation per tap), `tap2_elems` (taps x tap_elems: the
-  unrolled sum's program grows faster than the tap count), `tap_elems_3d`
-  (3 or more spatial dims), `tap_elems_big` (working set over `cache_bytes`),
-  `call`.
+  `macs_gemm` (channel contraction per tap), `macs_thin` (the same where
+  the contraction is over at most `THIN_CONTRACTION` input channels per
+  group: 2-5x slower per multiply-add on a 2-core Xeon), `macs_dw` (depthwise:
+  broadcast multiply-adds), `macs_bcast` (one input channel per group but
+  several outputs, e.g. a 1-channel image), `tap_elems` (taps x (windows +
+  y): one slice and one accumulation per tap), `tap2_elems` (taps x
+  tap_elems: the unrolled sum's program grows faster than the tap count),
+  `tap_elems_3d` (3 or more spatial dims), `tap_elems_big` (working set over
+  `cache_bytes`), `window_mmap` (with a channel contraction XLA:CPU merges
+  the taps' GEMMs into one over every tap's window, `temp_bytes`: those
+  `taps x windows` elements where they exceed glibc's mmap ceiling and fault
+  in on every call, `jaxconv._malloc`), `call`.
 
   The weight gradient with one input channel per group is `weight_term`'s
   scan, linear in the taps: `scan_steps` (one loop step per tap) and
@@ -94,7 +104,10 @@ def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
   extent = math.prod((o - 1) * st + 1 for o, st in zip(g.out_spatial, g.stride))
   scan_elems = taps * g.batch * g.in_channels * extent if scan else 0
   big = working_set_bytes(g) > cache_bytes
-  return dict(macs_gemm=macs if cg > 1 else 0,
+  merged = taps * s["windows"] if cg > 1 and not scan else 0
+  return dict(window_mmap=merged if merged * itemsize(g) > CEILING_BYTES else 0,
+              macs_thin=macs if 1 < cg <= THIN_CONTRACTION else 0,
+              macs_gemm=macs if cg > 1 else 0,
               macs_dw=macs if cg == 1 and og == 1 else 0,
               macs_bcast=macs if cg == 1 and og > 1 else 0,
               tap_elems=tap_elems, tap2_elems=taps * tap_elems,
