@@ -315,8 +315,8 @@ def training_shares(prof: _profiles.Profile, mix_bytes: int = 0
 
   A profile may measure a second share for mixes whose temporaries
   (`mix_temp_bytes`) exceed `mix_big_bytes` (`calibrate.fit_training`): on
-  the 2-core Xeon a mix's step takes 0.80 of its passes' sum below 64 MiB
-  and 1.11 above (six model-zoo mixes, e.g. MobileNetV2's dw3x3 at batch 8:
+  the 2-core Xeon a mix's step takes 0.69 of its passes' sum up to 64 MiB
+  and 1.19 above (the model-zoo mixes, e.g. MobileNetV2's dw3x3 at batch 8:
   direct / direct / fft 39 ms, its passes 29 ms, where direct alone takes 26 ms).
 
   Example:
