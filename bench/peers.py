@@ -28,9 +28,10 @@ class Peer:
       memory-analysed like a method); False for a host (NumPy/PyTorch) one.
     build: `case -> (forward, forward_backward or None)`; raises
       NotImplementedError for a case the peer cannot express. A traceable
-      peer returns `(f, None)`: its backward comes from `jax.grad`. A host
+      peer returns `(f, None)`: its backward comes from `jax.vjp`. A host
       peer's callables take and return NumPy arrays: `f(x, w) -> y` and
-      `g(x, w, ct) -> (dx, dw)`.
+      `g(x, w, ct) -> (y, dx, dw)`, one training step (forward and both
+      gradients).
   """
 
   name: str
@@ -114,8 +115,9 @@ def _torch(case: Case):
   def g(x, w, ct):
     tx = torch.from_numpy(x).requires_grad_()
     tw = torch.from_numpy(w).requires_grad_()
-    conv(tx, tw).backward(torch.from_numpy(ct))
-    return tx.grad.numpy(), tw.grad.numpy()
+    y = conv(tx, tw)
+    y.backward(torch.from_numpy(ct))
+    return y.detach().numpy(), tx.grad.numpy(), tw.grad.numpy()
   return f, g
 
 

@@ -104,10 +104,17 @@ def reference_fn(case: Case) -> Fn:
 
 
 def with_grad(f: Fn) -> Callable[[jax.Array, jax.Array, jax.Array], tuple]:
-  """`(x, w, ct) -> (dx, dw)`: the gradient of `sum(f(x, w) * ct)`."""
-  def loss(x, w, ct):
-    return jnp.sum(f(x, w) * ct)
-  return jax.grad(loss, argnums=(0, 1))
+  """`(x, w, ct) -> (y, dx, dw)`: the forward output and the cotangent `ct`
+  pulled back to both arguments, as one training step computes them (`y`
+  feeds the next layer).
+
+  `jax.grad` of `sum(f(x, w) * ct)` alone would let XLA drop the forward of
+  a linear map (its gradient never reads `y`), timing the backward only.
+  """
+  def step(x, w, ct):
+    y, pullback = jax.vjp(f, x, w)
+    return (y, *pullback(ct))
+  return step
 
 
 def geometry(case: Case):

@@ -23,7 +23,7 @@ from .runner import ERROR, FAIL, NA, OK, PEER_PREFIX, SKIPPED, Row
 
 README_START = "<!-- bench:start -->"
 README_END = "<!-- bench:end -->"
-STAGE_TITLES = {"fwd": "Forward", "fwdbwd": "Forward + backward (grad in x and w)"}
+STAGE_TITLES = {"fwd": "Forward", "fwdbwd": "Forward + backward (y and the gradients in x and w)"}
 
 
 # --- formatting --------------------------------------------------------------

@@ -137,8 +137,8 @@ def run_case(case: Case, methods: Sequence[str], policy: Policy, *,
   """
   x, w, ct = problem.inputs(case)
   ref = problem.reference_fn(case)
-  grads = jax.jit(problem.with_grad(ref))(x, w, ct)
-  refs = {"fwd": jax.jit(ref)(x, w), "fwdbwd": grads, "dx": grads[0], "dw": grads[1]}
+  step = jax.jit(problem.with_grad(ref))(x, w, ct)
+  refs = {"fwd": step[0], "fwdbwd": step, "dx": step[1], "dw": step[2]}
   g = problem.geometry(case)
   flops = {"fwd": g.flops, "fwdbwd": 3 * g.flops, "dx": g.flops, "dw": g.flops}
   method_names, peer_names = candidates(case, methods, use_peers)
@@ -311,11 +311,11 @@ def _stages(case: Case, name: str, args: tuple, refs: dict) -> list[_Stage]:
                refs[p], (p,)) for p in PASS_STAGES]
     return [_Stage("fwd", lambda: compile_jax(f, x, w), (x, w), refs["fwd"], ("y",)),
             _Stage("fwdbwd", lambda: compile_jax(fb, x, w, ct), (x, w, ct),
-                   refs["fwdbwd"], ("dx", "dw")), *per_pass]
+                   refs["fwdbwd"], ("y", "dx", "dw")), *per_pass]
   xn, wn, ctn = peers.as_numpy(x, w, ct)
   return [_Stage("fwd", lambda: Compiled(f, 0.0, None), (xn, wn), refs["fwd"], ("y",)),
           _Stage("fwdbwd", lambda: None if g is None else Compiled(g, 0.0, None),
-                 (xn, wn, ctn), refs["fwdbwd"], ("dx", "dw"))]
+                 (xn, wn, ctn), refs["fwdbwd"], ("y", "dx", "dw"))]
 
 
 def _execute(row: Row, stages: list[_Stage], max_temp_bytes: int | None) -> list:

@@ -120,6 +120,21 @@ def test_main_writes_json_markdown_and_readme(tmp_path, tiny_table, auto_mixes, 
   assert "best per pass: " in text and "- Per pass: `auto`" in text
 
 
+def test_fwdbwd_is_a_training_step_forward_included():
+  """The fwd+bwd stage returns `y` with both gradients, so XLA cannot drop
+  the forward (the gradient of a linear map never reads `y`): its program
+  holds the forward's convolution besides the two gradients'."""
+  import jax
+  from bench import problem
+  case = Case("t", "t", (1, 2, 9), (3, 2, 3))
+  x, w, ct = problem.inputs(case)
+  f = problem.reference_fn(case)
+  y, dx, dw = jax.jit(problem.with_grad(f))(x, w, ct)
+  assert jnp.allclose(y, f(x, w)) and dx.shape == x.shape and dw.shape == w.shape
+  hlo = jax.jit(problem.with_grad(f)).lower(x, w, ct).compile().as_text()
+  assert hlo.count("convolution(") == 3
+
+
 def test_wrong_method_is_flagged_and_not_timed(monkeypatch, tmp_path, tiny_table):
   monkeypatch.setitem(METHODS, "direct", zeros_method)
   readme = tmp_path / "README.md"
