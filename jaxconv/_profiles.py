@@ -72,6 +72,11 @@ class Profile:
     training: `{"share": {method: f}, "mix_share": f}`, how much of the sum of
       its passes' times a fused training step takes (`calibrate.fit_training`);
       empty for profiles measured without training steps.
+    time_coefficients: the same features fitted for time alone (least
+      relative error, `calibrate.fit`), where `coefficients` are refined for
+      each pass's pick (`calibrate.fit_decisions`) and may misstate the time
+      of a method that never wins a pass several-fold; `auto` sums these to
+      cost a training step (`times`). Empty: `coefficients`.
   """
   coefficients: dict
   cache_bytes: int
@@ -79,6 +84,12 @@ class Profile:
   source: str
   exact: bool
   training: dict = dataclasses.field(default_factory=dict)
+  time_coefficients: dict = dataclasses.field(default_factory=dict)
+
+  @property
+  def times(self) -> dict:
+    """The coefficients that estimate times: `time_coefficients`, else `coefficients`."""
+    return self.time_coefficients or self.coefficients
 
   def describe(self) -> str:
     """A short phrase for `select_method`'s reasons."""
@@ -242,7 +253,8 @@ def clear_caches() -> None:
 
 def _from_entry(entry: dict, key: str, source: str, exact: bool) -> Profile:
   return Profile(entry["coefficients"], int(entry.get("cache_bytes", DEFAULT_CACHE_BYTES)),
-                 key, source, exact, entry.get("training", {}))
+                 key, source, exact, entry.get("training", {}),
+                 entry.get("time_coefficients", {}))
 
 
 @functools.lru_cache(maxsize=None)

@@ -43,10 +43,12 @@ MIX_MARGIN = 0.9
 the sum of its three pass estimates times the profile's measured share
 (`Profile.training`, `calibrate.fit_training`), since one method's fused
 forward+backward shares work between its passes (the padded input, im2col's
-patches, FFT spectra) that a mix of methods recomputes. A mix is kept only if
-its step is below `MIX_MARGIN` x the best single method's; one method replaces
-the per-pass one only if its step is below `MIX_MARGIN` x that one's. The
-un-differentiated forward still runs the fastest forward (`Plan.fwd`)."""
+patches, FFT spectra) that a mix of methods recomputes. The best single
+method replaces the per-pass picks (a mix, or one method winning every pass)
+only if its step is below `MIX_MARGIN` x theirs: each pick is the fastest of
+its pass, ranked by coefficients refined for that pick, while a step sums
+rougher time estimates (`step_estimates`). The un-differentiated forward
+still runs the fastest forward (`Plan.fwd`)."""
 
 UNMEASURED_MIX_SHARE = 1.17
 """A mix's share in a profile without measured training steps (every method's
@@ -75,9 +77,9 @@ class Plan(NamedTuple):
   bwd-filter algorithms), so each is chosen on its own.
 
   But one method's fused forward+backward shares work between its passes, so
-  a differentiated call mixes methods only where that is estimated clearly
-  cheaper (`MIX_MARGIN`); otherwise it runs one method throughout
-  (`fwd_train`), while a call without gradients still runs `fwd`.
+  a differentiated call runs one method throughout (`fwd_train`) where its
+  step is estimated clearly cheaper than the per-pass picks' (`MIX_MARGIN`),
+  while a call without gradients still runs `fwd`.
 
   Attributes:
     fwd: the method of the forward pass of a call without gradients.
@@ -289,13 +291,44 @@ def _select(g: Geometry, backend: str, budget: int, local: bool) -> Plan:
     return Plan(method, method, method, (why, why, why))
   ests = {p: candidates(p) for p in PASSES}
   (f, rf), (dx, rdx), (dw, rdw) = (_pick(ests[p], p, where, margin, tail) for p in PASSES)
-  one = _training_method(ests, (f, dx, dw), margin,
+  times = step_estimates(ests, gm, prof)
+  one = _training_method(times, (f, dx, dw), margin,
                          *training_shares(prof, mix_temp_bytes(gm, (f, dx, dw))))
   if one is None:
     return Plan(f, dx, dw, (rf, rdx, rdw))
   m, why = one
-  rdx, rdw = (f"{m}: est. {p} {_ms(ests[p][m])} ({where}); {why}{tail}" for p in PASSES[1:])
+  rdx, rdw = (f"{m}: est. {p} {_ms(times[p][m])} ({where}); {why}{tail}" for p in PASSES[1:])
   return Plan(f, m, m, (rf, rdx, rdw), None if m == f else m)
+
+
+def step_estimates(ests: dict[str, dict[str, float]], g: Geometry, prof: _profiles.Profile
+                   ) -> dict[str, dict[str, float]]:
+  """The pass estimates rule 4 sums into training steps: `ests` (per pass,
+  from the profile's `coefficients`) re-estimated with its
+  `time_coefficients`, fitted for time alone.
+
+  `coefficients` are refined for each pass's pick (`calibrate.fit_decisions`),
+  which leaves the time of a pass a method never wins free to drift
+  several-fold (on MobileNetV2's strided dw3x3: direct's dW estimated 22 ms,
+  10.7 measured, im2col's 3.0 against 8.6), and a step sums every pass. For
+  'lax' the larger of the two: its time features miss how its dense dW
+  scales (3.5x apart per multiply-add between layers of equal MACs), which
+  the refined ones correct where lax loses that pass. Periodic candidates
+  and profiles without time coefficients keep `ests`.
+  """
+  if not prof.time_coefficients:
+    return ests
+  out = {}
+  for p, by_m in ests.items():
+    out[p] = {}
+    for m, t in by_m.items():
+      coefs = prof.time_coefficients.get(m, {}).get(p)
+      if m.endswith(PERIODIC) or coefs is None:
+        out[p][m] = t
+        continue
+      timed = _seconds(coefs, METHODS[m].cost(g, p, cache_bytes=prof.cache_bytes))
+      out[p][m] = max(t, timed) if m == "lax" else timed
+  return out
 
 
 def mix_temp_bytes(g: Geometry, picks: tuple[str, ...]) -> int:
@@ -358,15 +391,13 @@ def _training_method(ests: dict[str, dict[str, float]], picks: tuple[str, str, s
   head = f"one method for all passes of a differentiated call: its est. training step " \
          f"{_ms(total[best])}"
   if len(set(picks)) == 1:
-    current = total.get(picks[0])
-    if best == picks[0] or current is None or total[best] >= MIX_MARGIN * current:
-      return None
-    return best, f"{head} is {current / total[best]:.2g}x cheaper than {picks[0]}'s"
-  mixed = mix_share * sum(ests[p][m] for p, m in zip(PASSES, picks))
-  if mixed < MIX_MARGIN * total[best]:
+    current, what = total.get(picks[0]), picks[0]
+  else:
+    current = mix_share * sum(ests[p][m] for p, m in zip(PASSES, picks))
+    what = f"the per-pass mix {' / '.join(picks)}"
+  if current is None or total[best] >= MIX_MARGIN * current:
     return None
-  return best, (f"{head}, and the per-pass mix {' / '.join(picks)}'s ({_ms(mixed)}) "
-                f"is not {1 / MIX_MARGIN:.2g}x cheaper")
+  return best, f"{head} is {current / total[best]:.2g}x cheaper than {what}'s ({_ms(current)})"
 
 
 def select(g: Geometry, backend: str | None = None, budget: int | None = None, *,
@@ -394,13 +425,13 @@ def select(g: Geometry, backend: str | None = None, budget: int | None = None, *
      `1 / FALLBACK_MARGIN` (2.5x) with another device's or the generic
      profile.
   4. A differentiated call is costed as a training step: the sum of the
-     three estimates times the profile's measured share of one method's, or
-     of a mix's, fused forward+backward (`training_shares`). Where the passes'
-     winners differ, the mix is kept only if its step is below `MIX_MARGIN`
-     x that of the best single method (chosen as in 3, over the steps);
-     otherwise, and where one method's step is below `MIX_MARGIN` x that of
-     the passes' common winner, that method runs all three passes of a
-     differentiated call (`Plan.fwd_train`).
+     three passes' time estimates (`step_estimates`: the profile's time
+     coefficients) times the profile's measured share of one method's, or
+     of a mix's, fused forward+backward (`training_shares`). The best single
+     method (chosen as in 3, over the steps) runs all three passes of a
+     differentiated call (`Plan.fwd_train`) if its step is below
+     `MIX_MARGIN` x that of the passes' winners (a mix, or one method);
+     otherwise the per-pass winners run.
 
   Integer and bool inputs have no gradients: one method for all passes,
   chosen by its forward estimate. The input-gradient method is the one whose
@@ -440,10 +471,10 @@ def select_method(x_shape: Shape, w_shape: Shape, dtype: DTypeLike = "float32", 
   for large kernels, long 1-D filters and 3-D volumes, 'direct'/'im2col' for
   depthwise 3x3 and 1x1. Inference runs only `plan.fwd`. A differentiated call
   is costed as a training step, with the share of its passes' sum that a
-  fused forward+backward takes as measured by the calibration: it mixes
-  methods only where the mix's step is clearly cheaper than the best single
-  method's (`MIX_MARGIN`); otherwise that method runs its own whole
-  forward+backward (`plan.fwd_train`), sharing work between the passes. For an exact
+  fused forward+backward takes as measured by the calibration: where one
+  method's step is clearly cheaper than the per-pass winners' (`MIX_MARGIN`),
+  that method runs its own whole forward+backward (`plan.fwd_train`), sharing
+  work between the passes. For an exact
   answer on your device, `method="autotune"` times the candidates instead.
 
   Args:

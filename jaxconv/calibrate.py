@@ -614,11 +614,12 @@ def fit_training(samples: Sequence[dict], shapes: dict[str, Shape] | None = None
 
 
 def training_quality(samples: Sequence[dict], shapes: dict[str, Shape], coefs: dict,
-                     cache_bytes: int, training: dict, margin: float = _select.LAX_MARGIN
-                     ) -> dict:
-  """How well `coefs` and `training` (shares) pick a differentiated call's
-  methods on `shapes` (`auto`'s rules 3 and 4) against the measured training
-  steps: `{cases, within_1.1x, geomean_slowdown}`.
+                     cache_bytes: int, training: dict, margin: float = _select.LAX_MARGIN,
+                     times: dict | None = None) -> dict:
+  """How well `coefs`, `times` (time coefficients, `_select.step_estimates`)
+  and `training` (shares) pick a differentiated call's methods on `shapes`
+  (`auto`'s rules 3 and 4) against the measured training steps: `{cases,
+  within_1.1x, geomean_slowdown}`.
 
   A plan whose step was not timed (a mix other than the fastest passes', or
   a method off `training_contenders`) is charged the sum of its measured
@@ -634,7 +635,7 @@ def training_quality(samples: Sequence[dict], shapes: dict[str, Shape], coefs: d
       passes.setdefault(s["case"], {}).setdefault(s["method"], {})[s["pass"]] = s
     elif s["pass"] == TRAIN:
       steps.setdefault(s["case"], {})[s["method"]] = s["seconds"]
-  prof = _profiles.Profile({}, 0, "", "", True, training)
+  prof = _profiles.Profile({}, cache_bytes, "", "", True, training, times or {})
   near, slow = 0, []
   for case, by_m in passes.items():
     if case not in steps:
@@ -645,7 +646,8 @@ def training_quality(samples: Sequence[dict], shapes: dict[str, Shape], coefs: d
     picks = (f, dx, dw)
     g = method_geometry(shapes[case].geometry())
     share, mix_share = _select.training_shares(prof, _select.mix_temp_bytes(g, picks))
-    one = _select._training_method(ests, picks, margin, share, mix_share)
+    one = _select._training_method(_select.step_estimates(ests, g, prof), picks, margin,
+                                   share, mix_share)
     plan = (one[0],) * 3 if one else picks
     label = plan[0] if len(set(plan)) == 1 else MIX_SEP.join(plan)
     seconds = steps[case].get(label)
@@ -746,19 +748,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.simplefilter("ignore")
     old = _profiles.profile()
   before = rank_quality(samples, held, old.coefficients, old.cache_bytes)
-  cache, coefs, _ = best_fit(samples, train, llc)
-  coefs = fit_decisions(samples, train, cache, coefs)
+  cache, times, _ = best_fit(samples, train, llc)
+  coefs = fit_decisions(samples, train, cache, times)
   after = rank_quality(samples, held, coefs, cache)
   print(f"held-out cases ({len(held)}): before ({old.describe()}): {_describe(before)}")
   print(f"held-out cases ({len(held)}): after (this calibration):  {_describe(after)}")
   training = fit_training([x for x in samples if x["case"] in train], train)
-  steps_before = training_quality(samples, held, old.coefficients, old.cache_bytes, old.training)
-  steps_after = training_quality(samples, held, coefs, cache, training)
+  steps_before = training_quality(samples, held, old.coefficients, old.cache_bytes,
+                                  old.training, times=old.time_coefficients)
+  steps_after = training_quality(samples, held, coefs, cache, training, times=times)
   if steps_after["cases"]:
     print(f"held-out training steps: before {_describe_steps(steps_before)}; "
           f"after {_describe_steps(steps_after)}")
-  cache, coefs, _ = best_fit(samples, by_name, llc)
-  coefs = fit_decisions(samples, by_name, cache, coefs)
+  cache, times, _ = best_fit(samples, by_name, llc)
+  coefs = fit_decisions(samples, by_name, cache, times)
   quality = fit_quality(samples, by_name, coefs, cache)
   training = fit_training(samples, by_name)
   if training["steps"]:
@@ -768,7 +771,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           + (f", mixes over {training['mix_big_bytes'] >> 20} MiB of temporaries "
              f"{training['mix_share_big']}" if "mix_share_big" in training else ""))
   entry = {
-      "coefficients": coefs, "cache_bytes": cache, "training": training, "device": key,
+      "coefficients": coefs, "time_coefficients": times, "cache_bytes": cache, "training": training, "device": key,
       "jax": jax.__version__,
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
       "command": "python -m jaxconv.calibrate " + shlex.join(argv),

@@ -75,7 +75,11 @@ def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
   y): one slice and one accumulation per tap), `tap2_elems` (taps x
   tap_elems: the unrolled sum's program grows faster than the tap count),
   `tap_elems_3d` (3 or more spatial dims), `tap_elems_big` (working set over
-  `cache_bytes`), `window_mmap` (with a channel contraction XLA:CPU merges
+  `cache_bytes`), `io_elems` (one input channel per group: the padded input
+  and the output, streamed whatever the tap count; MobileNetV2's 3x3 over 144
+  channels is bound by it), `macs_strided` (the same with a stride > 1: the
+  strided slices do not vectorise, 3-5x slower per multiply-add on a 2-core
+  Xeon), `window_mmap` (with a channel contraction XLA:CPU merges
   the taps' GEMMs into one over every tap's window, `temp_bytes`: those
   `taps x windows` elements where they exceed glibc's mmap ceiling and fault
   in on every call, `jaxconv._malloc`), `call`.
@@ -105,7 +109,10 @@ def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
   scan_elems = taps * g.batch * g.in_channels * extent if scan else 0
   big = working_set_bytes(g) > cache_bytes
   merged = taps * s["windows"] if cg > 1 and not scan else 0
-  return dict(window_mmap=merged if merged * itemsize(g) > CEILING_BYTES else 0,
+  one = cg == 1 and not scan
+  return dict(io_elems=s["x"] + s["y"] if one else 0,
+              macs_strided=macs if one and any(st > 1 for st in g.stride) else 0,
+              window_mmap=merged if merged * itemsize(g) > CEILING_BYTES else 0,
               macs_thin=macs if 1 < cg <= THIN_CONTRACTION else 0,
               macs_gemm=macs if cg > 1 else 0,
               macs_dw=macs if cg == 1 and og == 1 else 0,

@@ -74,7 +74,9 @@ def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
   `macs_gemm` (GEMMs with more than one output channel per group),
   `macs_gemv` (one output channel per group: matrix-vector products), `patch`
   (patch tensor elements, 0 for a stride-1 1x1 kernel), `patch_taps`
-  (patch x taps), `patch_big` and `elems_big` (the patch tensor or the working
+  (patch x taps), `patch_strided` (the patch tensor of a strided conv: its
+  strided slices do not vectorise, ~2x the cost per element on a 2-core
+  Xeon), `patch_big` and `elems_big` (the patch tensor or the working
   set over `cache_bytes`), `patch_mmap` (the patch tensor where it is over
   glibc's mmap ceiling, `jaxconv._malloc`: its pages fault in on every call),
   `call`.
@@ -91,7 +93,9 @@ def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
   macs, og, patch = s["macs"], g.out_channels_per_group, patch_elements(g)
   big = max(working_set_bytes(g), patch * itemsize(g)) > cache_bytes
   return dict(macs_gemm=macs if og > 1 else 0, macs_gemv=macs if og == 1 else 0,
-              patch=patch, patch_taps=patch * s["taps"], patch_big=patch if big else 0,
+              patch=patch, patch_taps=patch * s["taps"],
+              patch_strided=patch if any(st > 1 for st in g.stride) else 0,
+              patch_big=patch if big else 0,
               elems_big=s["x"] + s["y"] if big else 0,
               patch_mmap=patch if patch * itemsize(g) > CEILING_BYTES else 0, call=1)
 
