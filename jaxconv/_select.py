@@ -315,6 +315,15 @@ def step_estimates(ests: dict[str, dict[str, float]], g: Geometry, prof: _profil
   scales (3.5x apart per multiply-add between layers of equal MACs), which
   the refined ones correct where lax loses that pass. Periodic candidates
   and profiles without time coefficients keep `ests`.
+
+  Example:
+    >>> from jaxconv import _profiles, _select
+    >>> from jaxconv._geometry import geometry_of
+    >>> g = geometry_of((1, 4, 8, 8), (4, 4, 3, 3), padding=1)
+    >>> times = {"fft": {p: {"call": 2e6} for p in ("fwd", "dx", "dw")}}
+    >>> prof = _profiles.Profile({}, 1 << 25, "k", "user", True, {}, times)
+    >>> _select.step_estimates({"fwd": {"fft": 1e-3}}, g, prof)
+    {'fwd': {'fft': 0.002}}
   """
   if not prof.time_coefficients:
     return ests

@@ -214,6 +214,27 @@ def test_a_mix_with_large_temporaries_gets_its_own_share():
   assert rule(ests, mix, 1.0, *_select.training_shares(prof, temps))[0] == "direct"
 
 
+def test_a_training_step_sums_time_fitted_estimates():
+  """Rule 4 re-estimates every pass with the profile's `time_coefficients`
+  (fitted for time, not for each pass's pick); lax keeps the larger of its
+  two estimates, a periodic candidate or a method without time coefficients
+  its pick estimate, and a profile without any keeps them all."""
+  g = geometry_of((2, 8, 16, 16), (8, 8, 3, 3), padding=1)
+  ests = {p: {"lax": 1e-3, "direct": 1e-3, "fft": 1e-3, "fft (periodic)": 1e-3}
+          for p in PASSES}
+  times = {m: {p: {"call": 2e6} for p in PASSES} for m in ("direct", "fft")}
+  times["lax"] = {p: {"call": 5e5} for p in PASSES}
+  prof = _profiles.Profile({}, 1 << 25, "k", "user", True, {}, times)
+  out = _select.step_estimates(ests, g, prof)
+  for p in PASSES:
+    assert out[p]["direct"] == out[p]["fft"] == pytest.approx(2e-3)   # 2e6 ns
+    assert out[p]["lax"] == 1e-3                                      # max(1 ms, 0.5 ms)
+    assert out[p]["fft (periodic)"] == 1e-3
+  del times["fft"]["dw"]
+  assert _select.step_estimates(ests, g, prof)["dw"]["fft"] == 1e-3
+  assert _select.step_estimates(ests, g, _profiles.Profile({}, 1, "k", "user", True)) is ests
+
+
 def test_one_method_for_all_passes_is_the_method_itself():
   """A plan of one method runs that method's own `conv` (no custom_jvp), so
   its programs are those of `method=<name>`."""

@@ -232,9 +232,12 @@ def test_main_fits_saved_samples_and_writes_the_user_profile(tmp_path, capsys):
   assert f"wrote the profile for {SHIPPED}" in out
   entry = json.loads(_profiles.user_file().read_text())["profiles"][SHIPPED]
   assert set(entry["coefficients"]) == {"lax", "direct", "fft"}
+  # The NNLS fit is kept for the training rule's sums (`_select.step_estimates`).
+  assert set(entry["time_coefficients"]) == {"lax", "direct", "fft"}
   assert entry["held_out"]["after"]["passes"] > 0
   assert entry["training"] == {"share": {}, "steps": 0}     # no training steps saved
   assert _profiles.profile("cpu").source == "user"
+  assert _profiles.profile("cpu").time_coefficients == entry["time_coefficients"]
 
 
 def test_measure_times_every_pass_of_every_method():

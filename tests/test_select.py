@@ -14,7 +14,7 @@ import jaxconv
 from jaxconv import _profiles, _select
 from jaxconv._geometry import make_geometry
 from jaxconv._methods import METHODS, hook
-from jaxconv._methods.common import UNROLLED_TAP_CAPS, working_set_bytes
+from jaxconv._methods.common import UNROLLED_TAP_CAPS, sizes, working_set_bytes
 from jaxconv._padding import method_geometry
 
 from configs import CASE_IDS, CASES
@@ -280,6 +280,28 @@ def test_direct_merged_windows_over_the_mmap_ceiling_and_thin_contractions():
                     (direct.THIN_CONTRACTION + 1, False), (1, False)):
     f = _select.features(_g((1, cin, 16, 16), (8, cin, 3, 3)))["direct"]
     assert f["macs_thin"] == (f["macs_gemm"] if thin else 0) and (cin == 1 or f["macs_gemm"] > 0)
+
+
+def test_strided_and_memory_bound_features():
+  """A strided conv's slices do not vectorise: direct's `macs_strided` (one
+  input channel per group, forward and input gradient; the weight gradient's
+  scan has its own features) and im2col's `patch_strided`; direct's
+  `io_elems` counts what a depthwise pass streams whatever its tap count."""
+  kw = dict(padding=1, groups=144)
+  for stride in (1, 2):
+    g = _g((8, 144, 56, 56), (144, 1, 3, 3), stride=stride, **kw)
+    s = sizes(g)
+    for p in ("fwd", "dx"):
+      f = METHODS["direct"].cost(g, p, cache_bytes=1 << 25)
+      assert f["io_elems"] == s["x"] + s["y"]
+      assert f["macs_strided"] == (s["macs"] if stride > 1 else 0)
+    dw = METHODS["direct"].cost(g, "dw", cache_bytes=1 << 25)
+    assert dw["io_elems"] == dw["macs_strided"] == 0 and dw["scan_elems"] > 0
+    f = METHODS["im2col"].cost(g, "fwd", cache_bytes=1 << 25)
+    assert f["patch_strided"] == (f["patch"] if stride > 1 else 0) and f["patch"] > 0
+  dense = METHODS["direct"].cost(_g((2, 8, 16, 16), (8, 8, 3, 3), stride=2), "fwd",
+                                 cache_bytes=1 << 25)
+  assert dense["io_elems"] == dense["macs_strided"] == 0
 
 
 def test_fft_features_zero_output():
