@@ -327,7 +327,7 @@ def step_estimates(ests: dict[str, dict[str, float]], g: Geometry, prof: _profil
   """
   if not prof.time_coefficients:
     return ests
-  out = {}
+  out: dict[str, dict[str, float]] = {}
   for p, by_m in ests.items():
     out[p] = {}
     for m, t in by_m.items():

@@ -150,3 +150,25 @@ def test_a_new_method_runs_the_whole_table(monkeypatch):
   checked = [case.id for case in CASES if check_row(case, "loop")]
   declined = {i for m, i in EXPECTED_DECLINES if m == "loop"}
   assert set(checked) == set(CASE_IDS) - declined
+
+
+def test_im2col_weight_gradient_runs_one_gemm_where_the_batched_ones_are_slow():
+  """`common.broadcast_for_weight_gradient`: one group, `4 * Og * K > (Og + K)
+  * L` (large per-element results) leaves the weight gradient's GEMM
+  unbroadcast while the forward keeps its batched GEMM; im2col's `conv` then
+  takes its weight gradient from `weight_term`, in every derivative."""
+  from jaxconv._geometry import geometry_of
+  from jaxconv._methods import common, im2col
+  assert not common.broadcast_for_weight_gradient((1, 384, 96), (16, 1, 96, 256))
+  assert common.broadcast_weights((1, 384, 96), (16, 1, 96, 256))
+  assert common.broadcast_for_weight_gradient((1, 256, 256), (16, 1, 256, 1024))
+  assert common.broadcast_for_weight_gradient((2, 384, 96), (16, 2, 96, 256))  # groups
+  x_shape, w_shape = (2, 18, 6, 6), (40, 18, 1, 1)            # Og 40, K 18, L 36
+  g = geometry_of(x_shape, w_shape)
+  assert im2col._own_weight_gradient(g)
+  assert not im2col._own_weight_gradient(geometry_of(x_shape, (8, 18, 1, 1)))
+  x, w = jnp.ones(x_shape), jnp.ones(w_shape)
+  dw = jax.make_jaxpr(jax.grad(lambda w: METHODS["im2col"].conv(x, w, g).sum()))(w)
+  shapes = [e.outvars[0].aval.shape for e in dw.eqns if e.primitive.name == "dot_general"]
+  assert shapes == [(1, 40, 18)]                  # not (2, 1, 40, 18): one per element
+  testing.check_against_lax("im2col", x_shape, w_shape, jnp.float64 if X64 else jnp.float32)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+import jax.numpy as jnp
 import numpy as np
 
 from .._geometry import Geometry
@@ -24,9 +25,9 @@ from .._malloc import CEILING_BYTES
 from .._phases import by_phases_conv, by_phases_cost, by_phases_supports, by_phases_temp_bytes
 from .._padding import pad_and_dilate
 from .._patches import extract_patches
-from .common import (acc_dtype, broadcast_weights, check_pass, grouped_matmul, itemsize,
-                     out_dtype, padded_input_bytes, sizes, unrolled_taps_reason,
-                     working_set_bytes)
+from .common import (acc_dtype, bilinear_conv, broadcast_for_weight_gradient,
+                     broadcast_weights, check_pass, grouped_matmul, itemsize, out_dtype,
+                     padded_input_bytes, sizes, unrolled_taps_reason, working_set_bytes)
 
 
 # The patch tensor is materialised: refuse ones that would not fit in memory.
@@ -108,8 +109,43 @@ def temp_bytes(g: Geometry) -> int:
           + acc * sizes(g)["y"])
 
 
+def _weight_shapes(g: Geometry) -> tuple[tuple[int, ...], tuple[int, ...]]:
+  """The shapes `conv` hands to `grouped_matmul`: `(G, Og, K)` and `(N, G, K, L)`."""
+  k = g.in_channels_per_group * math.prod(g.kernel_size)
+  return ((g.groups, g.out_channels_per_group, k),
+          (g.batch, g.groups, k, math.prod(g.out_spatial)))
+
+
+def _own_weight_gradient(g: Geometry) -> bool:
+  """Whether the weight gradient runs unbroadcast where the forward broadcasts."""
+  shapes = _weight_shapes(g)
+  return (jnp.issubdtype(g.dtype, jnp.inexact)
+          and broadcast_weights(*shapes) != broadcast_for_weight_gradient(*shapes))
+
+
 @by_phases_conv
 def conv(x, w, g: Geometry):
+  """`W_row @ unfold(x)` per group, reshaped to the output; the weight
+  gradient through `weight_term` where its GEMM differs (`_own_weight_gradient`)."""
+  if _own_weight_gradient(g):
+    return _SPLIT_WEIGHT_GRADIENT(x, w, g)
+  return _gemm_conv(x, w, g)
+
+
+@by_phases_conv
+def weight_term(x, w, g: Geometry):
+  """`conv(x, w, g)` written for its transpose in `w`, the weight gradient
+  (the method contract's optional `weight_term`): the GEMM left unbroadcast
+  where `common.broadcast_for_weight_gradient` says so, one GEMM over every
+  batch element's positions instead of one per element summed."""
+  return _weight_gemm(x, w, g)
+
+
+def _weight_gemm(x, w, g: Geometry):
+  return _gemm_conv(x, w, g, weight_gradient=True)
+
+
+def _gemm_conv(x, w, g: Geometry, weight_gradient: bool = False):
   """`W_row @ unfold(x)` per group, reshaped to the output."""
   n, groups = g.batch, g.groups
   cg, og = g.in_channels_per_group, g.out_channels_per_group
@@ -122,5 +158,9 @@ def conv(x, w, g: Geometry):
     patches = extract_patches(xp, g.kernel_size, g.dilation, g.stride, g.out_spatial)
     cols = patches.reshape(n, groups, cg * taps, length)
   wg = w.reshape(groups, og, cg * taps)
-  y = grouped_matmul(wg, cols, g, broadcast=broadcast_weights(wg.shape, cols.shape))
+  rule = broadcast_for_weight_gradient if weight_gradient else broadcast_weights
+  y = grouped_matmul(wg, cols, g, broadcast=rule(wg.shape, cols.shape))
   return y.reshape(g.out_shape).astype(out_dtype(g))
+
+
+_SPLIT_WEIGHT_GRADIENT = bilinear_conv(_gemm_conv, _gemm_conv, _weight_gemm)
