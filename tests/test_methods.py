@@ -155,7 +155,8 @@ def test_a_new_method_runs_the_whole_table(monkeypatch):
 def test_im2col_weight_gradient_runs_one_gemm_where_the_batched_ones_are_slow():
   """`common.broadcast_for_weight_gradient`: one group, `4 * Og * K > (Og + K)
   * L` (large per-element results) leaves the weight gradient's GEMM
-  unbroadcast while the forward keeps its batched GEMM; im2col's `conv` then
+  unbroadcast while the forward keeps its batched GEMM, and below that bound
+  it broadcasts where the forward does not (K > L); im2col's `conv` then
   takes its weight gradient from `weight_term`, in every derivative."""
   from jaxconv._geometry import geometry_of
   from jaxconv._methods import common, im2col
@@ -163,6 +164,10 @@ def test_im2col_weight_gradient_runs_one_gemm_where_the_batched_ones_are_slow():
   assert common.broadcast_weights((1, 384, 96), (16, 1, 96, 256))
   assert common.broadcast_for_weight_gradient((1, 256, 256), (16, 1, 256, 1024))
   assert common.broadcast_for_weight_gradient((2, 384, 96), (16, 2, 96, 256))  # groups
+  assert not common.broadcast_weights((1, 128, 1152), (8, 1, 1152, 784))     # ResNet 3x3
+  assert common.broadcast_for_weight_gradient((1, 128, 1152), (8, 1, 1152, 784))
+  assert not common.broadcast_for_weight_gradient((1, 256, 2304), (8, 1, 2304, 196))
+  assert im2col._own_weight_gradient(geometry_of((1, 16, 3, 3), (2, 16, 1, 1)))  # K 16 > L 9
   x_shape, w_shape = (2, 18, 6, 6), (40, 18, 1, 1)            # Og 40, K 18, L 36
   g = geometry_of(x_shape, w_shape)
   assert im2col._own_weight_gradient(g)

@@ -69,15 +69,16 @@ def broadcast_for_weight_gradient(wg_shape, cols_shape) -> bool:
   Broadcast, the weight gradient is one `(Og, L) x (L, K)` GEMM per batch
   element, summed over the batch; unbroadcast, one GEMM contracting `N * L`
   after transposing `dy` and `cols`. The per-element GEMMs are slow where
-  their `(Og, K)` results are large against their inputs: also unbroadcast
-  where `4 * Og * K > (Og + K) * L` (one group). On a 2-core Xeon, ConvNeXt's
-  1x1 MLP at 16x16 (batch 16, 96 -> 384): 5.6 ms broadcast, 1.9 ms not, its
-  forward and input gradient 30% slower unbroadcast; below the bound (256 ->
-  256 at 32x32) the broadcast stays faster, 14 against 21 ms.
+  their `(Og, K)` results are large against their inputs, and the transposes
+  cost more elsewhere: unbroadcast where `4 * Og * K > (Og + K) * L` (one
+  group), whatever the forward does. On a 2-core Xeon: ConvNeXt's 1x1 MLP at
+  16x16 (batch 16, 96 -> 384) 5.6 ms broadcast, 1.9 ms not; a ResNet-50
+  stage-2 3x3 (batch 8, 128 channels, 28x28; the forward unbroadcast, K > L)
+  16 ms broadcast, 25 ms not; 256 -> 256 1x1 at 32x32, below the bound, 14
+  against 21 ms; 3x3 at 14x14 with 256 channels, above it, 30 against 11 ms.
   """
   g, og, k = wg_shape
-  return broadcast_weights(wg_shape, cols_shape) and not (
-      g == 1 and 4 * og * k > (og + k) * cols_shape[-1])
+  return g > 1 or 4 * og * k <= (og + k) * cols_shape[-1]
 
 
 # --- sizes (cost features and memory estimates) ----------------------------------

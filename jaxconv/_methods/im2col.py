@@ -117,7 +117,8 @@ def _weight_shapes(g: Geometry) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 
 def _own_weight_gradient(g: Geometry) -> bool:
-  """Whether the weight gradient runs unbroadcast where the forward broadcasts."""
+  """Whether the weight gradient's GEMM broadcasts the kernel where the forward's
+  does not, or the reverse (`common.broadcast_for_weight_gradient`)."""
   shapes = _weight_shapes(g)
   return (jnp.issubdtype(g.dtype, jnp.inexact)
           and broadcast_weights(*shapes) != broadcast_for_weight_gradient(*shapes))
