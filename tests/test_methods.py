@@ -7,6 +7,8 @@ test)."""
 
 from __future__ import annotations
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -177,3 +179,62 @@ def test_im2col_weight_gradient_runs_one_gemm_where_the_batched_ones_are_slow():
   shapes = [e.outvars[0].aval.shape for e in dw.eqns if e.primitive.name == "dot_general"]
   assert shapes == [(1, 40, 18)]                  # not (2, 1, 40, 18): one per element
   testing.check_against_lax("im2col", x_shape, w_shape, jnp.float64 if X64 else jnp.float32)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "int32", "complex64"])
+def test_fusion_boundary_is_the_identity_in_value_and_derivatives(dtype):
+  """`_fusion.fusion_boundary` returns its input bit for bit (denormals,
+  infinities, NaN), and its derivatives are the identity in both modes."""
+  from jaxconv._fusion import fusion_boundary
+  dt = np.dtype(dtype) if dtype != "bfloat16" else jnp.bfloat16
+  if np.issubdtype(dt, np.integer):
+    x = jnp.arange(-3, 4, dtype=dt)
+  else:
+    tiny = float(jnp.finfo(dt).tiny) if dtype != "complex64" else 1e-38
+    x = jnp.array([0.0, -0.0, tiny / 4, 1.5, -7e3, jnp.inf, -jnp.inf, jnp.nan], dt)
+  y = jax.jit(fusion_boundary)(x)
+  assert y.dtype == x.dtype
+  assert np.array_equal(np.asarray(y).view(np.uint8), np.asarray(x).view(np.uint8))
+  if np.issubdtype(dt, np.floating) or dtype == "bfloat16":
+    t = jnp.linspace(-1, 1, x.size).astype(dt)
+    assert np.array_equal(jax.jvp(fusion_boundary, (x,), (t,))[1], t)
+    assert np.array_equal(jax.vjp(fusion_boundary, x)[1](t)[0], t)
+
+
+def _entry_fusions(fn, *args) -> int:
+  """Fusion instructions in the entry computation of `fn`'s compiled program."""
+  text = jax.jit(fn).lower(*args).compile().as_text()
+  entry = text[text.index("\nENTRY"):]
+  entry = entry[:entry.index("\n}")]
+  return entry.count(" fusion(")
+
+
+def test_direct_depthwise_tap_sum_stays_out_of_a_following_reduction():
+  """A LayerNorm over channels after a depthwise `direct` conv: XLA:CPU's
+  YNNPACK fusion of the reduction must not take the tap sum, which would
+  materialise one window per tap (18 fusions here, measured 12x slower on
+  ConvNeXt's 7x7); `direct` ends the sum at a fusion boundary, so the tap
+  sum stays one loop fusion. Dense `direct` (a GEMM per tap) needs none.
+  (XLA takes small arrays into no YNNPACK fusion: 32K elements do.)"""
+  from jaxconv._geometry import geometry_of
+  x_shape, w_shape = (1, 8, 64, 64), (8, 1, 3, 3)
+  rng = np.random.default_rng(0)
+  x, w = (jnp.asarray(rng.standard_normal(s), jnp.float32) for s in (x_shape, w_shape))
+  g = geometry_of(x_shape, w_shape, padding=((1, 1), (1, 1)), groups=8)
+  conv = lambda x, w: METHODS["direct"].conv(x, w, g)          # noqa: E731
+
+  def layer_norm_after(conv, x, w):
+    y = conv(x, w)
+    mean = y.mean(axis=1, keepdims=True)
+    return (y - mean) * jax.lax.rsqrt(jnp.square(y - mean).mean(axis=1, keepdims=True) + 1e-6)
+
+  lowered = lambda f, *args: jax.jit(f).lower(*args).as_text()  # noqa: E731
+  assert "reduce_precision" in lowered(conv, x, w)
+  dense = geometry_of(x_shape, (4, 8, 3, 3))
+  assert "reduce_precision" not in lowered(
+      lambda x, w: METHODS["direct"].conv(x, w, dense), x, jnp.ones((4, 8, 3, 3), x.dtype))
+  if jax.default_backend() == "cpu":
+    assert _entry_fusions(functools.partial(layer_norm_after, conv), x, w) <= 6
+  reference = lambda x, w: METHODS["lax"].conv(x, w, g)        # noqa: E731
+  np.testing.assert_allclose(layer_norm_after(conv, x, w), layer_norm_after(reference, x, w),
+                             rtol=1e-5, atol=1e-5)

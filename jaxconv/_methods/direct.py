@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from .._fusion import fusion_boundary
 from .._geometry import Geometry, input_gradient_geometry
 from .._malloc import CEILING_BYTES
 from .._phases import by_phases_conv, by_phases_cost, by_phases_supports, by_phases_temp_bytes
@@ -224,16 +225,25 @@ def _unrolled(x, w, g: Geometry):
   xp = pad_and_dilate(x, g)
   # (C_out, Cg, *k) -> (G, Og, Cg, *k): the taps of each group.
   wg = w.reshape(groups, og, cg, *g.kernel_size)
+  spatial_ones = (1,) * len(g.out_spatial)
   total = None
   for offset, window in window_slices(xp, g.kernel_size, g.dilation, g.stride,
                                       g.out_spatial):
     tap = wg[(..., *offset)]                              # (G, Og, Cg)
-    cols = window.reshape(n, groups, cg, length)          # (N, G, Cg, L)
     if cg == 1:  # depthwise: no contraction, a broadcast multiply
-      term = cols.astype(acc) * tap.astype(acc)[None, :, :, :]
+      # Kept in the output's own shape: an elementwise op after it (a fusion
+      # boundary, a bias) then keeps XLA's loop over it vectorised, where
+      # one over the flattened length divides every index (7x slower).
+      cols = window.reshape(n, groups, 1, *g.out_spatial)
+      term = cols.astype(acc) * tap.astype(acc).reshape(1, groups, og, *spatial_ones)
     else:
+      cols = window.reshape(n, groups, cg, length)        # (N, G, Cg, L)
       term = grouped_matmul(tap, cols, g)                 # (N, G, Og, L)
     total = term if total is None else total + term
+  if cg == 1:
+    # Else a reduction after the conv (a LayerNorm, a BatchNorm) takes the
+    # tap sum into its YNNPACK fusion and materialises every window (12x).
+    total = fusion_boundary(total)
   return total.reshape(g.out_shape).astype(out_dtype(g))
 
 
