@@ -200,14 +200,18 @@ def weight_term(x, w, g: Geometry):
                      for offset in kernel_offsets(g.kernel_size)], np.int32)
   extent = [(o - 1) * s + 1 for o, s in zip(g.out_spatial, g.stride)]
   taps = w.reshape(groups, og, -1).transpose(2, 0, 1)       # (T, G, Og)
-  out = (n, groups, og, math.prod(g.out_spatial))
+  # The output's own spatial shape, as `_unrolled`'s depthwise sum: with the
+  # length flattened here, a training step copies between the two layouts
+  # (MobileNetV2's dw3x3 forward+backward 18 -> 31 ms).
+  out = (n, groups, og, *g.out_spatial)
+  tap_shape = (1, groups, og) + (1,) * len(g.out_spatial)
 
   def step(total, tap_and_start):
     tap, start = tap_and_start
     window = lax.dynamic_slice(xp, tuple(start), (n, groups, *extent))
     window = lax.slice(window, (0,) * window.ndim, window.shape, (1, 1, *g.stride))
-    cols = window.reshape(n, groups, 1, out[-1]).astype(acc)
-    return total + cols * tap.astype(acc)[None, :, :, None], None
+    cols = window.reshape(n, groups, 1, *g.out_spatial).astype(acc)
+    return total + cols * tap.astype(acc).reshape(tap_shape), None
 
   # Rematerialised: otherwise linearising the scan keeps every window for the
   # transpose, the very `taps x input` residual this avoids.
