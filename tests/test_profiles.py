@@ -240,6 +240,33 @@ def test_main_fits_saved_samples_and_writes_the_user_profile(tmp_path, capsys):
   assert _profiles.profile("cpu").time_coefficients == entry["time_coefficients"]
 
 
+@pytest.mark.parametrize("exact", [True, False])
+def test_main_judges_the_profile_in_use_by_its_margin_and_says_when_it_ranks_better(
+    tmp_path, capsys, monkeypatch, exact):
+  """`before` is scored with the margin `auto` applies to the profile in use
+  (the fallback margin for another device's profile), and a fit that ranks
+  the held-out cases no better than it is written with a note saying so."""
+  saved = tmp_path / "samples.json"
+  coefs = {m: _profiles.shipped()[SHIPPED]["coefficients"][m] for m in ("lax", "direct")}
+  saved.write_text(json.dumps(_synthetic_samples(calibrate.QUICK, coefs, calibrate.llc_bytes())))
+  if not exact:   # this "device" has no profile: the shipped one is its nearest
+    monkeypatch.setenv(_profiles.KEY_ENV, SHIPPED.replace("cores", "cores (other)"))
+    _profiles.clear_caches()
+  margins = []
+
+  def rank(samples, shapes, coefs, cache_bytes, margin=_select.LAX_MARGIN):
+    margins.append(margin)
+    return {"passes": 9, "within_1.1x": 9 if len(margins) == 1 else 6,
+            "geomean_slowdown": 1.0}
+  monkeypatch.setattr(calibrate, "rank_quality", rank)
+  assert calibrate.main(["--from-samples", str(saved)]) == 0
+  assert margins[:2] == [_select.LAX_MARGIN if exact else _select.FALLBACK_MARGIN,
+                         _select.LAX_MARGIN]
+  out = capsys.readouterr().out
+  assert "note: this calibration ranks the held-out cases no better" in out
+  assert calibrate._no_better({"within_1.1x": 6}, {"within_1.1x": 9}, {}, {}) is False
+
+
 def test_measure_times_every_pass_of_every_method():
   shape = next(s for s in calibrate.QUICK if s.name == "tiny-3x3")
   samples = calibrate.measure_shape(shape, ["lax", "direct"], budget_s=0.0)
