@@ -291,7 +291,7 @@ def _select(g: Geometry, backend: str, budget: int, local: bool) -> Plan:
     return Plan(method, method, method, (why, why, why))
   ests = {p: candidates(p) for p in PASSES}
   (f, rf), (dx, rdx), (dw, rdw) = (_pick(ests[p], p, where, margin, tail) for p in PASSES)
-  times = step_estimates(ests, gm, prof)
+  times = step_estimates(ests, gm, prof, g)
   one = _training_method(times, (f, dx, dw), margin,
                          *training_shares(prof, mix_temp_bytes(gm, (f, dx, dw))))
   if one is None:
@@ -301,8 +301,8 @@ def _select(g: Geometry, backend: str, budget: int, local: bool) -> Plan:
   return Plan(f, m, m, (rf, rdx, rdw), None if m == f else m)
 
 
-def step_estimates(ests: dict[str, dict[str, float]], g: Geometry, prof: _profiles.Profile
-                   ) -> dict[str, dict[str, float]]:
+def step_estimates(ests: dict[str, dict[str, float]], g: Geometry, prof: _profiles.Profile,
+                   user_g: Geometry | None = None) -> dict[str, dict[str, float]]:
   """The pass estimates rule 4 sums into training steps: `ests` (per pass,
   from the profile's `coefficients`) re-estimated with its
   `time_coefficients`, fitted for time alone.
@@ -313,8 +313,13 @@ def step_estimates(ests: dict[str, dict[str, float]], g: Geometry, prof: _profil
   10.7 measured, im2col's 3.0 against 8.6), and a step sums every pass. For
   'lax' the larger of the two: its time features miss how its dense dW
   scales (3.5x apart per multiply-add between layers of equal MACs), which
-  the refined ones correct where lax loses that pass. Periodic candidates
-  and profiles without time coefficients keep `ests`.
+  the refined ones correct where lax loses that pass. A periodic candidate
+  is re-estimated from its method's time coefficients and its `periodic_cost`
+  on `user_g` (the user geometry, circular padding): left at its pick
+  estimate, it was compared with time-fitted linear ones, and on a 2-core
+  AMD EPYC's own calibration the FFT's linear path (17.7 ms est.) then
+  displaced the periodic one (23.4 ms) in training, measured 0.42x as fast.
+  Without `user_g`, and in profiles without time coefficients, `ests` stay.
 
   Example:
     >>> from jaxconv import _profiles, _select
@@ -331,11 +336,18 @@ def step_estimates(ests: dict[str, dict[str, float]], g: Geometry, prof: _profil
   for p, by_m in ests.items():
     out[p] = {}
     for m, t in by_m.items():
-      coefs = prof.time_coefficients.get(m, {}).get(p)
-      if m.endswith(PERIODIC) or coefs is None:
+      periodic = m.endswith(PERIODIC)
+      name = m[:-len(PERIODIC)] if periodic else m
+      coefs = prof.time_coefficients.get(name, {}).get(p)
+      provider = hook(name, "periodic") if periodic else None
+      if coefs is None or (periodic and (user_g is None or provider is None)):
         out[p][m] = t
         continue
-      timed = _seconds(coefs, METHODS[m].cost(g, p, cache_bytes=prof.cache_bytes))
+      if provider is not None:
+        feats = provider.periodic_cost(user_g, p, cache_bytes=prof.cache_bytes)
+      else:
+        feats = METHODS[m].cost(g, p, cache_bytes=prof.cache_bytes)
+      timed = _seconds(coefs, feats)
       out[p][m] = max(t, timed) if m == "lax" else timed
   return out
 

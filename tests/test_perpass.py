@@ -12,7 +12,7 @@ import pytest
 import jaxconv
 from jaxconv import _perpass, _profiles, _select
 from jaxconv._geometry import geometry_of
-from jaxconv._methods import METHODS
+from jaxconv._methods import METHODS, hook
 from jaxconv._methods.common import PASSES
 from jaxconv.testing import check_against_lax
 
@@ -217,8 +217,9 @@ def test_a_mix_with_large_temporaries_gets_its_own_share():
 def test_a_training_step_sums_time_fitted_estimates():
   """Rule 4 re-estimates every pass with the profile's `time_coefficients`
   (fitted for time, not for each pass's pick); lax keeps the larger of its
-  two estimates, a periodic candidate or a method without time coefficients
-  its pick estimate, and a profile without any keeps them all."""
+  two estimates, a method without time coefficients (or a periodic candidate
+  without the user geometry) its pick estimate, and a profile without any
+  keeps them all."""
   g = geometry_of((2, 8, 16, 16), (8, 8, 3, 3), padding=1)
   ests = {p: {"lax": 1e-3, "direct": 1e-3, "fft": 1e-3, "fft (periodic)": 1e-3}
           for p in PASSES}
@@ -230,8 +231,20 @@ def test_a_training_step_sums_time_fitted_estimates():
     assert out[p]["direct"] == out[p]["fft"] == pytest.approx(2e-3)   # 2e6 ns
     assert out[p]["lax"] == 1e-3                                      # max(1 ms, 0.5 ms)
     assert out[p]["fft (periodic)"] == 1e-3
+  # Given the user geometry, the periodic candidate is re-estimated from fft's
+  # time coefficients on its own periodic features (`periodic_cost`).
+  circ = geometry_of((2, 8, 16, 16), (8, 1, 5, 5), padding=2, groups=8,
+                     padding_mode="circular")
+  periodic = hook("fft", "periodic")
+  times["fft"] = {p: {"call": 2e6, "transform": 1.0} for p in PASSES}
+  out = _select.step_estimates(ests, g, prof, circ)
+  for p in PASSES:
+    feats = periodic.periodic_cost(circ, p, cache_bytes=prof.cache_bytes)
+    assert feats["transform"] > 0
+    assert out[p]["fft (periodic)"] == pytest.approx(1e-9 * (2e6 + feats["transform"]))
   del times["fft"]["dw"]
   assert _select.step_estimates(ests, g, prof)["dw"]["fft"] == 1e-3
+  assert _select.step_estimates(ests, g, prof, circ)["dw"]["fft (periodic)"] == 1e-3
   assert _select.step_estimates(ests, g, _profiles.Profile({}, 1, "k", "user", True)) is ests
 
 
