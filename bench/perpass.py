@@ -27,6 +27,7 @@ PASS_NAMES = {"fwd": "fwd", "dx": "dX", "dw": "dW", "fwdbwd": "fwd+bwd"}
 CHOOSERS = ("auto", "autotune")
 NEAR = 1.1        # "within 1.1x of the best"
 LAX_FLOOR = 0.95  # "auto's forward at least 0.95x lax"
+BEATS = 1.2       # "auto's forward+backward at least 1.2x faster than the best single method"
 
 
 @dataclasses.dataclass
@@ -111,8 +112,9 @@ def summary(vs: Sequence[CaseView]) -> dict[str, Any]:
   """Counts over the cases: `[hits, cases]` for 'fwd_near_fastest' (auto's
   forward within `NEAR` of the fastest forward), 'fwd_vs_lax' (auto's
   forward at least `LAX_FLOOR` x lax), 'fwdbwd_near_combo' (auto's
-  forward+backward within `NEAR` of the best per-pass combination), and
-  'fwdbwd_lax_gmean', the geometric mean of auto's forward+backward speed-up
+  forward+backward within `NEAR` of the best per-pass combination),
+  'fwdbwd_beats_single' (auto's forward+backward at least `BEATS` x faster
+  than the fastest single method's), and 'fwdbwd_lax_gmean', the geometric mean of auto's forward+backward speed-up
   over lax (None without cases), over 'fwdbwd_lax_cases' cases."""
   def count(key: str, floor: float) -> list[int]:
     got = [v.ratio[key] for v in vs if key in v.ratio]
@@ -123,6 +125,7 @@ def summary(vs: Sequence[CaseView]) -> dict[str, Any]:
       "fwd_near_fastest": count("fwd/fastest", 1 / NEAR),
       "fwd_vs_lax": count("fwd/lax", LAX_FLOOR),
       "fwdbwd_near_combo": count("fwdbwd/combo", 1 / NEAR),
+      "fwdbwd_beats_single": count("fwdbwd/single", BEATS),
       "fwdbwd_lax_gmean": (math.exp(sum(map(math.log, lax)) / len(lax)) if lax else None),
       "fwdbwd_lax_cases": len(lax),
   }

@@ -225,7 +225,8 @@ def pass_summary(rows: Sequence[Row]) -> list[str]:
            f"forward on {frac('fwd_near_fastest')} cases and at least "
            f"{perpass.LAX_FLOOR}x lax on {frac('fwd_vs_lax')}; its forward+backward is "
            f"within {perpass.NEAR}x of the best per-pass combination (min fwd + min dX "
-           f"+ min dW) on {frac('fwdbwd_near_combo')}, and "
+           f"+ min dW) on {frac('fwdbwd_near_combo')}, at least {perpass.BEATS}x faster "
+           f"than the fastest single method on {frac('fwdbwd_beats_single')}, and "
            f"{fmt_ratio(gmean)} lax (geometric mean over {s['fwdbwd_lax_cases']} cases).")]
 
 

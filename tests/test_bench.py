@@ -319,11 +319,13 @@ def test_per_pass_views_and_summary():
   s = perpass.summary([v1, v2])
   assert s["fwd_near_fastest"] == [1, 2] and s["fwd_vs_lax"] == [1, 2]
   assert s["fwdbwd_near_combo"] == [0, 2]
+  assert s["fwdbwd_beats_single"] == [1, 2]     # one: 5 / 4 = 1.25x; two: 2 / 8
   assert s["fwdbwd_lax_cases"] == 2 and s["fwdbwd_lax_gmean"] == pytest.approx(
       (2.5 * 0.25) ** 0.5)
   (line,) = report.pass_summary(one + two)
   assert "fastest forward on 1/2 cases" in line and "0.95x lax on 1/2" in line
   assert "combination (min fwd + min dX + min dW) on 0/2" in line
+  assert "at least 1.2x faster than the fastest single method on 1/2" in line
   assert "0.79x lax (geometric mean over 2 cases)" in line
   # within 1.1x counts the threshold itself; no auto row gives no line
   at = _pass_rows("at", {"lax": (1, 1, 1, 1.1), "auto": (1.1, 1, 1, 3.3)})

@@ -304,6 +304,20 @@ def test_strided_and_memory_bound_features():
   assert dense["io_elems"] == dense["macs_strided"] == 0
 
 
+def test_lax_narrow_feature_grows_as_batch_times_out_channels_shrinks():
+  """lax's `macs_dense_narrow`: macs x (NARROW / (N x C_out) - 1) below
+  `NARROW`, 0 from it on and for grouped convolutions."""
+  lax_cost = METHODS["lax"].cost
+  narrow = METHODS["lax"].NARROW
+  assert narrow == 64
+  for n, cout, want in ((1, 16, 3.0), (2, 16, 1.0), (4, 16, 0.0), (2, 64, 0.0)):
+    g = _g((n, 16, 32, 32), (cout, 16, 3, 3), padding=1)
+    for p in ("fwd", "dx", "dw"):
+      assert lax_cost(g, p, cache_bytes=1 << 25)["macs_dense_narrow"] == want * sizes(g)["macs"]
+  grouped = _g((1, 16, 32, 32), (16, 1, 3, 3), padding=1, groups=16)
+  assert lax_cost(grouped, "dw", cache_bytes=1 << 25)["macs_dense_narrow"] == 0
+
+
 def test_fft_features_zero_output():
   # Negative padding that leaves only zeros to read: nothing to transform.
   g = _g((1, 1, 4), (1, 1, 3), padding=((-4, 4),))

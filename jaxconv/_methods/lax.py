@@ -23,6 +23,18 @@ GSPMD_PARTITIONS = True
 weight-gradient all-reduce of `|w|`: on Auto mesh axes it needs no help."""
 
 
+NARROW = 64
+"""XLA:CPU's dense weight gradient is slow per multiply-add when the batch
+times the output channels is below this: measured 0.07-0.15 ns per
+multiply-add for 16 -> 16 channels at batch 1 (64x64, 3x3 to 31x31 kernels),
+0.04-0.08 at batch 2, 0.008-0.05 from N x C_out = 64 on (a 2-core Xeon and
+two 2-core EPYCs, `bench/results/2026-12-07-*/calibration_samples.json`).
+With the feature `macs_dense_narrow` the held-out error of lax's fitted
+weight-gradient time fell from 1.5-3x to 1.3-1.5x on those samples' fits
+(median |log error| 0.46-1.11 -> 0.32-0.41); 32, 128 and 256, or C_in
+instead of C_out, fitted worse."""
+
+
 NONFINITE_SPREAD = "window"
 """How far a NaN/Inf input spreads in the forward pass: XLA's convolution sums each output's window only."""
 
@@ -42,7 +54,9 @@ def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
   channels are few), `macs_dense_logk` (macs x log2(taps + 1)) and
   `macs_dense_taps` (macs x taps): its time per multiply-add grows with the
   kernel size, slowly up to 3x3 and steeply beyond (a 31x31 weight gradient
-  runs ~50x slower per multiply-add than a 3x3 one on a 2-core EPYC), `macs_3d` (dense, 3 or more spatial dims),
+  runs ~50x slower per multiply-add than a 3x3 one on a 2-core EPYC),
+  `macs_dense_narrow` (macs x `max(0, NARROW / (N x C_out) - 1)`: few batch
+  elements times output channels, see `NARROW`), `macs_3d` (dense, 3 or more spatial dims),
   `macs_lhs_dilated` (transposed convolutions) and `macs_strided` (their input
   gradient is one), `macs_grouped` and `elems_grouped` (groups > 1: XLA CPU's
   slow grouped convolution), `elems` (input + output elements), `elems_big`
@@ -62,8 +76,10 @@ def cost(g: Geometry, pass_: str, *, cache_bytes: int) -> dict[str, float]:
   elems = s["x"] + s["y"]
   gemm_1x1 = taps == 1 and all(v == 1 for v in g.stride)
   big = working_set_bytes(g) > cache_bytes
+  narrow = max(0.0, NARROW / (g.batch * g.out_channels) - 1)
   return dict(macs_dense=macs if dense else 0,
               macs_1x1=macs if dense and gemm_1x1 else 0,
+              macs_dense_narrow=macs * narrow if dense else 0,
               tap_outs_dense=taps * s["y"] if dense else 0,
               macs_dense_logk=macs * math.log2(taps + 1) if dense else 0,
               macs_dense_taps=macs * taps if dense else 0,
