@@ -79,6 +79,22 @@ def test_nearest_prefers_vendor_then_isa_then_cores():
   assert _profiles.nearest("tpu:v5e", keys) is None
 
 
+def test_nearest_takes_the_fallback_unless_vendor_and_isa_match():
+  amd, xeon = "cpu:AMD EPYC|avx2+fma+avx512f|2 cores", "cpu:Intel Xeon|avx2+fma+avx512f+amx_tile|2 cores"
+  keys, fallback = [amd, xeon], [xeon]
+  assert _profiles.nearest("cpu:AMD EPYC 9B14|avx2+fma+avx512f|8 cores", keys, fallback) == amd
+  assert _profiles.nearest("cpu:AMD EPYC 7B13|avx2+fma|2 cores", keys, fallback) == xeon
+  assert _profiles.nearest("cpu:AMD EPYC 7B13|avx2+fma|2 cores", keys) == amd   # no fallback
+  assert _profiles.nearest("cpu:Intel Core|avx2+fma|8 cores", keys, fallback) == xeon
+
+
+def test_the_shipped_file_marks_one_cpu_fallback_and_the_suite_pins_it():
+  marked = [k for k, e in _profiles.shipped().items() if e.get("fallback")]
+  assert [k for k in marked if k.startswith("cpu:")] == [SHIPPED]
+  for key, entry in _profiles.shipped().items():
+    assert key == entry["device"] and entry["command"].startswith(_profiles.CALIBRATE_COMMAND)
+
+
 def _user_profile(coefs_scale=1.0):
   shipped = _profiles.shipped()[SHIPPED]
   coefs = {m: {p: {f: c * coefs_scale for f, c in fc.items()} for p, fc in per.items()}
